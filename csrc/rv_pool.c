@@ -1,0 +1,171 @@
+#define _GNU_SOURCE
+#include "rv_pool.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "rv_atomic.h"
+
+/* True once counter `value` has reached `target` modulo 2^32. */
+static inline int rv_reached(uint32_t value, uint32_t target) {
+  return (int32_t)(value - target) >= 0;
+}
+
+/* Remaining time before `deadline` (0: none), or -1 for "no limit". */
+static inline int64_t rv_remaining(uint64_t deadline) {
+  if (deadline == 0) return -1;
+  uint64_t now = rv_now_ns();
+  return now >= deadline ? 0 : (int64_t)(deadline - now);
+}
+
+void rv_dispatch(rv_header_t *h, const uint32_t *workers, uint32_t n,
+                 uint32_t cmd, uint64_t cmd_len) {
+  rv_worker_slot_t *slots = (rv_worker_slot_t *)((char *)h + h->workers_off);
+  for (uint32_t i = 0; i < n; i++) {
+    rv_worker_slot_t *s = &slots[workers[i]];
+    rv_store_relaxed(&s->cmd, cmd);
+    rv_store_relaxed(&s->cmd_len, cmd_len);
+    /* Publishes cmd, cmd_len and the actions/mailbox; pairs with the
+     * acquire load in rv_worker_wait. seq_cst: Dekker pair with the
+     * worker's store to `sleeping` followed by its load of cmd_seq. */
+    rv_store_seq_cst(&s->cmd_seq, s->cmd_seq + 1);
+    if (rv_load_seq_cst(&s->sleeping)) rv_futex_wake(&s->cmd_seq, 1);
+  }
+}
+
+int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
+                 int64_t spin_ns, int64_t timeout_ns) {
+  uint64_t start = rv_now_ns();
+  uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns + 1;
+  uint64_t spin_until = start + (uint64_t)(spin_ns > 0 ? spin_ns : 0);
+  rv_store_relaxed(&h->done_target, target);
+  for (uint32_t iter = 0;; iter++) {
+    /* Acquire: pairs with the release RMW in rv_worker_done, so the
+     * workers' results are visible once the count is seen. */
+    if (rv_reached(rv_load_acquire(&h->done_count), target)) return RV_OK;
+    if (rv_load_acquire(&h->fault_count) != faults_seen) return RV_FAULT;
+    if ((iter & 63) != 63) { rv_cpu_relax(); continue; }
+    uint64_t now = rv_now_ns();
+    if (deadline && now >= deadline) return RV_TIMEOUT;
+    if (now < spin_until) continue;
+
+    uint32_t wake = rv_load_acquire(&h->wake_seq);
+    /* Dekker pair with rv_worker_done: we raise the flag then re-check the
+     * count; a worker adds to the count then checks the flag. */
+    rv_store_seq_cst(&h->learner_sleeping, 1);
+    if (rv_reached(rv_load_seq_cst(&h->done_count), target) ||
+        rv_load_seq_cst(&h->fault_count) != faults_seen) {
+      rv_store_relaxed(&h->learner_sleeping, 0);
+      continue;
+    }
+    int rc = rv_futex_wait(&h->wake_seq, wake, rv_remaining(deadline));
+    rv_store_relaxed(&h->learner_sleeping, 0);
+    if (rc == RV_TIMEOUT) iter = 62; /* re-check once, then report */
+  }
+}
+
+int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
+                   int64_t timeout_ns, uint32_t *seq_out) {
+  uint64_t start = rv_now_ns();
+  uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns + 1;
+  uint64_t spin_until = start + (uint64_t)(spin_ns > 0 ? spin_ns : 0);
+  rv_store_relaxed(&s->heartbeat_ns, start);
+  for (uint32_t iter = 0;; iter++) {
+    /* Acquire: pairs with the seq_cst store in rv_dispatch. */
+    uint32_t seq = rv_load_acquire(&s->cmd_seq);
+    if (seq != last_seq) { *seq_out = seq; return RV_OK; }
+    if ((iter & 63) != 63) { rv_cpu_relax(); continue; }
+    uint64_t now = rv_now_ns();
+    if (deadline && now >= deadline) return RV_TIMEOUT;
+    if (now < spin_until) continue;
+
+    rv_store_seq_cst(&s->sleeping, 1);
+    if (rv_load_seq_cst(&s->cmd_seq) == last_seq)
+      rv_futex_wait(&s->cmd_seq, last_seq, rv_remaining(deadline));
+    rv_store_relaxed(&s->sleeping, 0);
+    iter = 62; /* re-check now (and the deadline right after) */
+  }
+}
+
+void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
+                    uint32_t status, uint64_t reply_len) {
+  rv_store_relaxed(&s->status, status);
+  rv_store_relaxed(&s->reply_len, reply_len);
+  rv_store_release(&s->done_seq, seq);
+  /* Release: publishes every result written for this command; pairs with
+   * the acquire load of done_count in rv_wait_done. seq_cst for the Dekker
+   * pair with learner_sleeping. */
+  uint32_t now_done = rv_fetch_add_seq_cst(&h->done_count, 1) + 1;
+  if (rv_reached(now_done, rv_load_relaxed(&h->done_target)) &&
+      rv_load_seq_cst(&h->learner_sleeping)) {
+    rv_fetch_add_release(&h->wake_seq, 1);
+    rv_futex_wake(&h->wake_seq, INT_MAX);
+  }
+}
+
+void rv_report_fault(rv_header_t *h) {
+  rv_fetch_add_seq_cst(&h->fault_count, 1);
+  rv_fetch_add_seq_cst(&h->wake_seq, 1);
+  rv_futex_wake(&h->wake_seq, INT_MAX);
+}
+
+/* ---- learner heartbeat thread ---- */
+
+typedef struct rv_heartbeat {
+  rv_header_t *h;
+  int64_t period_ns;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t stop_cv;
+  int stop;
+} rv_heartbeat_t;
+
+static void *rv_heartbeat_main(void *arg) {
+  rv_heartbeat_t *hb = arg;
+  pthread_mutex_lock(&hb->lock);
+  while (!hb->stop) {
+    rv_store_release(&hb->h->learner_heartbeat_ns, rv_now_ns());
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += hb->period_ns % 1000000000;
+    until.tv_sec += hb->period_ns / 1000000000 + until.tv_nsec / 1000000000;
+    until.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(&hb->stop_cv, &hb->lock, &until);
+  }
+  pthread_mutex_unlock(&hb->lock);
+  return NULL;
+}
+
+void *rv_heartbeat_start(rv_header_t *h, int64_t period_ns) {
+  rv_heartbeat_t *hb = calloc(1, sizeof(*hb));
+  if (!hb) return NULL;
+  hb->h = h;
+  hb->period_ns = period_ns > 0 ? period_ns : 100000000;
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&hb->stop_cv, &attr);
+  pthread_condattr_destroy(&attr);
+  pthread_mutex_init(&hb->lock, NULL);
+  rv_store_release(&h->learner_heartbeat_ns, rv_now_ns());
+  if (pthread_create(&hb->thread, NULL, rv_heartbeat_main, hb) != 0) {
+    free(hb);
+    return NULL;
+  }
+  return hb;
+}
+
+void rv_heartbeat_stop(void *heartbeat) {
+  rv_heartbeat_t *hb = heartbeat;
+  if (!hb) return;
+  pthread_mutex_lock(&hb->lock);
+  hb->stop = 1;
+  pthread_cond_signal(&hb->stop_cv);
+  pthread_mutex_unlock(&hb->lock);
+  pthread_join(hb->thread, NULL);
+  pthread_cond_destroy(&hb->stop_cv);
+  pthread_mutex_destroy(&hb->lock);
+  free(hb);
+}

@@ -1,0 +1,62 @@
+/*
+ * rv_pool.h - the command/completion protocol between a learner and its
+ * workers, on one segment (shm/rv_layout.h).
+ *
+ *   learner                               worker w
+ *   write actions / mailbox
+ *   rv_dispatch(w...)  --cmd_seq[w]++-->  rv_worker_wait() returns
+ *                                         step envs, write results in place
+ *   rv_wait_done()     <--done_count++--  rv_worker_done()
+ *
+ * Waiting spins for at most spin_ns, then sleeps on a futex. A sleeper
+ * raises a `sleeping` flag first, so the other side pays for a wake syscall
+ * only when somebody actually sleeps, and a batch costs at most one wake per
+ * worker and one for the learner. Every wait has a timeout.
+ */
+#ifndef RV_POOL_H
+#define RV_POOL_H
+
+#include <stdint.h>
+
+#include "rv_futex.h"
+#include "rv_layout.h"
+
+/* Learner only, one thread. Gives command `cmd` with request length
+ * `cmd_len` to each of the n workers listed; everything written to the
+ * segment before the call is visible to them. Never blocks. */
+void rv_dispatch(rv_header_t *h, const uint32_t *workers, uint32_t n,
+                 uint32_t cmd, uint64_t cmd_len);
+
+/* Learner only, one thread. Waits until done_count reaches `target`
+ * (wrap-safe) -> RV_OK; or fault_count differs from `faults_seen` ->
+ * RV_FAULT; or timeout_ns passes (< 0: never) -> RV_TIMEOUT. Spins at most
+ * spin_ns first. Blocks; call with the GIL released (cffi does). */
+int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
+                 int64_t spin_ns, int64_t timeout_ns);
+
+/* Worker w only. Waits until its cmd_seq differs from last_seq and stores
+ * the new value in *seq_out -> RV_OK, or until timeout_ns -> RV_TIMEOUT.
+ * Refreshes the worker's heartbeat. Blocks. */
+int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
+                   int64_t timeout_ns, uint32_t *seq_out);
+
+/* Worker w only, after finishing command `seq`: publishes status, reply
+ * length and every result written before the call, then counts itself
+ * done and wakes the learner if it is the last one awaited. Never blocks. */
+void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
+                    uint32_t status, uint64_t reply_len);
+
+/* Any process (the reaper of a dead worker). Records that a fault happened
+ * and wakes the learner. Never blocks. */
+void rv_report_fault(rv_header_t *h);
+
+/* Learner only. Starts a thread that stores CLOCK_MONOTONIC into
+ * h->learner_heartbeat_ns every period_ns, so workers that cannot see the
+ * learner's process can tell it is alive. Returns NULL on failure. */
+void *rv_heartbeat_start(rv_header_t *h, int64_t period_ns);
+
+/* Learner only. Stops and joins the heartbeat thread; call before unmapping
+ * the segment. */
+void rv_heartbeat_stop(void *heartbeat);
+
+#endif /* RV_POOL_H */

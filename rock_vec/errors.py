@@ -1,0 +1,132 @@
+"""Exception types, and the safe way a worker's exception crosses to the learner.
+
+Gymnasium's own types keep their meaning (a user's ``except`` clauses keep
+working): ``AlreadyPendingCallError``, ``NoAsyncCallError``,
+``ClosedEnvironmentError`` and ``multiprocessing.TimeoutError``.
+
+A worker reports an exception as plain data (type name, module, args,
+message, traceback text) through the codec. The learner rebuilds it with the
+env's own type when that type is an exception class already loaded in the
+learner (nothing is imported or unpickled), and chains the remote traceback
+as its ``__cause__``, so it prints once with both tracebacks.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from multiprocessing import TimeoutError  # noqa: F401  (gymnasium's timeout type)
+
+from gymnasium.error import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError  # noqa: F401
+
+from . import codec
+
+
+class RockVecError(RuntimeError):
+    """Base of rock_vec's own errors."""
+
+
+class WorkerError(RockVecError):
+    """A worker failed with an exception whose type the learner cannot rebuild."""
+
+
+class WorkerDiedError(RockVecError):
+    """A worker process ended while the learner needed it.
+
+    Attributes:
+        worker: the worker's index in the pool.
+        pid: its process id (in the learner's pid namespace when known).
+        env_ids: the env indices it hosted.
+        exit_code: its exit status, or None when a signal ended it.
+        signal: the signal number that ended it, or None.
+    """
+
+    def __init__(self, message: str, *, worker: int, pid: int, env_ids: list[int],
+                 exit_code: int | None, signal: int | None):
+        super().__init__(message)
+        self.worker, self.pid, self.env_ids = worker, pid, env_ids
+        self.exit_code, self.signal = exit_code, signal
+
+
+class RemoteTraceback(Exception):
+    """Carries a worker's traceback text; chained as ``__cause__``."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n\n" + self.text.rstrip()
+
+
+def how_it_ended(exit_code: int | None, sig: int | None) -> str:
+    """'killed by SIGKILL (signal 9)' / 'exited with code 3'."""
+    if sig:
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        hint = {
+            signal.SIGKILL: "; if nobody killed it, the kernel's out-of-memory killer may have",
+            signal.SIGSEGV: "; the env (or a library it uses) crashed",
+            signal.SIGBUS: "; the env (or a library it uses) crashed",
+            signal.SIGABRT: "; the env (or a library it uses) aborted",
+        }.get(sig, "")
+        return f"killed by {name} (signal {sig}){hint}"
+    return f"exited with code {exit_code}"
+
+
+# ---- worker side ----
+
+
+def encode_exception(exc: BaseException, context: str) -> dict:
+    """Plain-data report of ``exc``; ``context`` says where it happened."""
+    try:
+        codec.encode(list(exc.args))
+        args = list(exc.args)
+    except codec.CodecError:
+        args = [str(exc)]
+    cls = type(exc)
+    return {
+        "type": cls.__qualname__,
+        "module": cls.__module__,
+        "args": args,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+        "context": context,
+    }
+
+
+# ---- learner side ----
+
+
+def _loaded_exception_type(module: object, qualname: object) -> type | None:
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return None
+    obj = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if isinstance(obj, type) and issubclass(obj, BaseException):
+        return obj
+    return None
+
+
+def restore_exception(report: object) -> BaseException:
+    """Rebuilds a worker's exception from its report (a decoded codec value)."""
+    if not isinstance(report, dict):
+        return WorkerError(f"a worker sent a malformed error report: {report!r:.200}")
+    context = str(report.get("context", "in a worker"))
+    name = f"{report.get('module')}.{report.get('type')}"
+    cls = _loaded_exception_type(report.get("module"), report.get("type"))
+    exc: BaseException | None = None
+    if cls is not None:
+        try:
+            exc = cls(*report.get("args", []))
+        except Exception:
+            exc = None
+    if exc is None:
+        exc = WorkerError(f"{name}: {report.get('message', '')}")
+    exc.__cause__ = RemoteTraceback(str(report.get("traceback", "")))
+    exc.add_note(f"rock_vec: raised {context}")
+    return exc

@@ -1,0 +1,313 @@
+"""The local backend's fork server: starts, reaps and outlives nothing.
+
+The learner never forks itself (it may hold threads: torch, JAX, our own
+heartbeat). Instead it starts this small program once, with
+``subprocess`` (fork+exec, safe with threads). The server imports numpy and
+gymnasium, loads a pool's env constructors once, freezes the GC and forks
+workers from that warm state, so each worker costs a few MiB instead of a
+fresh interpreter (../shared/NOTES.md).
+
+The server is also the watchdog of its workers: it holds a pidfd for each
+one and for the learner, in one ``poll`` loop.
+
+- A worker that ends is reaped at once; its exit code or signal is written
+  into its slot and, if it was not asked to close, a fault is reported in the
+  segment, which wakes the learner (rv_report_fault).
+- When the learner dies (pidfd readable, or the control socket closes), the
+  server SIGKILLs every worker, unlinks any segment name still present and
+  exits.
+- Workers get SIGKILL if the server dies (PR_SET_PDEATHSIG).
+
+Control messages (spawn, release) are JSON lines on a socketpair; they are
+rare and never on the step path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+from ._core import lib
+
+
+# ---------------------------------------------------------------- server side
+
+
+class _Pool:
+    def __init__(self, path: str):
+        from .segment import Segment
+        from .worker import load_env_fns
+
+        self.path = path
+        self.seg = Segment.attach(path)
+        self.fd = self.seg.fd
+        self.workers: dict[int, int] = {}  # index -> pid, while alive
+        self.release_deadline: float | None = None
+        try:
+            self.env_fns = load_env_fns(self.seg)  # imports once, shared by every fork
+        except Exception:
+            self.env_fns = None  # each worker reports the error itself
+        gc.freeze()
+
+
+class Server:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.server_pid = os.getpid()
+        self.learner = os.getppid()
+        self.learner_fd = os.pidfd_open(self.learner)
+        self.pools: dict[str, _Pool] = {}
+        self.children: dict[int, tuple[str, int, int]] = {}  # pidfd -> (pool, index, pid)
+        self.poller = select.poll()
+        self.poller.register(self.sock.fileno(), select.POLLIN)
+        self.poller.register(self.learner_fd, select.POLLIN)
+        self.inbox = b""
+
+    def send(self, msg: dict) -> None:
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    def run(self) -> None:
+        self.send({"ready": os.getpid()})
+        while True:
+            deadlines = [p.release_deadline for p in self.pools.values() if p.release_deadline]
+            timeout = None if not deadlines else max(0, (min(deadlines) - time.monotonic()) * 1000)
+            for fd, _ in self.poller.poll(timeout):
+                if fd == self.learner_fd:
+                    return self.shutdown()
+                if fd == self.sock.fileno():
+                    data = self.sock.recv(1 << 16)
+                    if not data:
+                        return self.shutdown()
+                    self.inbox += data
+                    while b"\n" in self.inbox:
+                        line, self.inbox = self.inbox.split(b"\n", 1)
+                        self.handle(json.loads(line))
+                elif fd in self.children:
+                    self.reap(fd)
+            self.enforce_release_deadlines()
+
+    def handle(self, msg: dict) -> None:
+        try:
+            op = msg["op"]
+            if op == "spawn":
+                self.send({"pids": self.spawn(msg["pool"], msg.get("path"), msg["workers"])})
+            elif op == "release":
+                pool = self.pools[msg["pool"]]
+                pool.release_deadline = time.monotonic() + msg["grace"]
+                self.maybe_released(msg["pool"])
+            elif op == "kill":
+                for pid in self.pools[msg["pool"]].workers.values():
+                    _kill(pid)
+                self.send({"killed": msg["pool"]})
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except Exception as exc:  # a bad request must not take the server down
+            self.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+
+    def spawn(self, pool_id: str, path: str | None, indices: list[int]) -> list[int]:
+        if pool_id not in self.pools:
+            self.pools[pool_id] = _Pool(path)
+        pool = self.pools[pool_id]
+        pids = []
+        for index in indices:
+            pid = os.fork()
+            if pid == 0:
+                self.become_worker(pool, index)  # never returns
+            pool.workers[index] = pid
+            pidfd = os.pidfd_open(pid)
+            self.children[pidfd] = (pool_id, index, pid)
+            self.poller.register(pidfd, select.POLLIN)
+            pool.seg.slot(index).host_pid = pid
+            pids.append(pid)
+        return pids
+
+    def become_worker(self, pool: _Pool, index: int) -> None:
+        code = 1
+        try:
+            if lib.rv_die_with_parent(signal.SIGKILL, self.server_pid) != 0:
+                os._exit(1)
+            for fd in [self.sock.fileno(), self.learner_fd, *self.children]:
+                os.close(fd)
+            from .worker import run
+
+            code = run(f"/dev/fd/{pool.fd}", index, pool.env_fns)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def reap(self, pidfd: int) -> None:
+        pool_id, index, pid = self.children.pop(pidfd)
+        self.poller.unregister(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        pool = self.pools.get(pool_id)
+        if pool is None:
+            return
+        pool.workers.pop(index, None)
+        slot = pool.seg.slot(index)
+        code = os.waitstatus_to_exitcode(status)
+        slot.exit_code, slot.exit_signal = max(code, 0), max(-code, 0)
+        closed = code == 0 and slot.cmd == lib.RV_CMD_CLOSE and slot.done_seq == slot.cmd_seq
+        slot.state = lib.RV_WORKER_EXITED if closed else lib.RV_WORKER_DEAD
+        if not closed and pool.release_deadline is None:
+            lib.rv_report_fault(pool.seg.header)
+        self.maybe_released(pool_id)
+
+    def maybe_released(self, pool_id: str) -> None:
+        pool = self.pools[pool_id]
+        if pool.release_deadline is not None and not pool.workers:
+            pool.seg.close()
+            del self.pools[pool_id]
+            self.send({"released": pool_id})
+
+    def enforce_release_deadlines(self) -> None:
+        now = time.monotonic()
+        for pool in self.pools.values():
+            if pool.release_deadline and now >= pool.release_deadline:
+                for pid in pool.workers.values():
+                    _kill(pid)
+
+    def shutdown(self) -> None:
+        """The learner is gone: nothing of its pools may stay behind."""
+        for _, _, pid in self.children.values():
+            _kill(pid)
+        for _, _, pid in self.children.values():
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        for pool in self.pools.values():
+            if pool.path.startswith("/dev/shm/"):
+                try:
+                    os.unlink(pool.path)
+                except FileNotFoundError:
+                    pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rock_vec.forkserver")
+    parser.add_argument("--fd", type=int, required=True, help="control socket inherited from the learner")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
+    import gymnasium  # noqa: F401  - preloaded: every worker inherits it
+    import numpy  # noqa: F401
+
+    from . import worker  # noqa: F401
+
+    Server(socket.socket(fileno=args.fd)).run()
+    return 0
+
+
+# ---------------------------------------------------------------- learner side
+
+
+class ForkServerError(RuntimeError):
+    """The fork server could not do what was asked."""
+
+
+class ForkServer:
+    """The learner's handle on its fork server (one per learner process)."""
+
+    _instance: "ForkServer | None" = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> "ForkServer":
+        with cls._instance_lock:
+            if cls._instance is None or not cls._instance.alive() or cls._instance.owner != os.getpid():
+                cls._instance = cls()
+            return cls._instance
+
+    def __init__(self, start_timeout: float = 60.0):
+        self.owner = os.getpid()
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        # The server must import what the learner can: the same sys.path.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys, rock_vec.forkserver as f; sys.exit(f.main())",
+             "--fd", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self.sock = ours
+        self.lock = threading.Lock()
+        self.inbox = b""
+        self.events: list[dict] = []
+        self._read(start_timeout, "ready")
+        atexit.register(self.stop)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def describe_death(self) -> str:
+        from .errors import how_it_ended
+
+        code = self.proc.poll()
+        if code is None:
+            return "running"
+        return how_it_ended(max(code, 0), max(-code, 0))
+
+    def request(self, msg: dict, reply_key: str, timeout: float) -> dict:
+        with self.lock:
+            self.sock.sendall(json.dumps(msg).encode() + b"\n")
+            return self._read(timeout, reply_key)
+
+    def _read(self, timeout: float, key: str) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.inbox:
+                line, self.inbox = self.inbox.split(b"\n", 1)
+                reply = json.loads(line)
+                if "error" in reply:
+                    raise ForkServerError(reply["error"] + "\n" + reply.get("traceback", ""))
+                if key in reply:
+                    return reply
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.alive():
+                raise ForkServerError(
+                    f"the rock_vec fork server (pid {self.proc.pid}) did not answer "
+                    f"{key!r} within {timeout:.1f} s ({self.describe_death()})"
+                )
+            self.sock.settimeout(min(remaining, 0.1))
+            try:
+                data = self.sock.recv(1 << 16)
+            except (socket.timeout, BlockingIOError):
+                continue
+            if not data:
+                self.proc.wait(timeout=5)
+                continue
+            self.inbox += data
+
+    def stop(self) -> None:
+        """Closes the control socket: the server kills what is left and exits."""
+        try:
+            self.sock.close()
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

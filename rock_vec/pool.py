@@ -1,0 +1,281 @@
+"""The engine every face stands on: a segment, its workers, and the protocol.
+
+``Pool`` owns one segment and the workers that serve it. It knows nothing
+of gymnasium's call conventions; ``rock_vec.vector_env`` (and later the SB3
+and async faces) turn user calls into ``dispatch`` + ``collect``.
+
+Lifetimes: the segment name exists only until the fork server has opened
+it; the learner heartbeat runs in a C thread; the fork server reaps workers
+and reports deaths into the segment, which wakes ``collect`` at once; a
+dead fork server is noticed within one wait slice (100 ms).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import weakref
+
+import cloudpickle
+import numpy as np
+
+from . import codec, errors
+from ._core import ffi, lib
+from .forkserver import ForkServer
+from .layout import Arena, leaves_of, plan_arrays
+from .segment import Segment
+
+WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks the fork server
+HEARTBEAT_NS = 100_000_000
+SPIN_NS = 50_000  # a spin pays only if the answer comes within a few steps' time
+
+WAIT_POLICIES = ("auto", "spin", "block")
+FAILURE_POLICIES = ("raise", "restart")
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def spin_budget(policy: str, num_workers: int) -> int:
+    """Nanoseconds to spin before sleeping. 'auto' spins only while every
+    busy process (the workers and the learner) can have a CPU of its own."""
+    if policy not in WAIT_POLICIES:
+        raise ValueError(f"wait_policy must be one of {WAIT_POLICIES}, got {policy!r}")
+    if policy == "block":
+        return 0
+    if policy == "spin":
+        return 1_000_000
+    return SPIN_NS if num_workers + 1 <= usable_cpus() else 0
+
+
+def split_envs(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
+    """Contiguous, nearly equal env ranges, one per worker."""
+    bounds = [round(w * num_envs / num_workers) for w in range(num_workers + 1)]
+    return [(bounds[w], bounds[w + 1]) for w in range(num_workers)]
+
+
+def _shutdown(seg: Segment, heartbeat, server: ForkServer, pool_id: str, grace: float) -> None:
+    """Asks every worker to close its envs and exit, lets the fork server
+    reap them (SIGKILL after ``grace`` seconds), then unmaps. Safe to call
+    from a finalizer: it needs nothing but the pool's parts."""
+    try:
+        seg.header.closing = 1
+        n = seg.header.num_workers
+        lib.rv_dispatch(seg.header, ffi.new("uint32_t[]", list(range(n))), n, lib.RV_CMD_CLOSE, 0)
+        if server.alive():
+            server.request({"op": "release", "pool": pool_id, "grace": grace}, "released", grace + 5)
+    except Exception:
+        pass
+    finally:
+        lib.rv_heartbeat_stop(heartbeat)
+        seg.close()
+
+
+class Pool:
+    """One segment and its workers.
+
+    Args:
+        spec: how workers build envs: ``{"kind": "make", "id", "kwargs"}``
+            (JSON, any backend) or ``{"kind": "pickle"}`` with ``env_fns``.
+        obs_space, act_space: the single-env spaces.
+        num_envs, num_workers: pool size; envs are split contiguously.
+        autoreset_mode: a gymnasium ``AutoresetMode`` value string.
+        wait_policy: 'auto', 'spin' or 'block' (see ``spin_budget``).
+        on_worker_failure: 'raise' or 'restart'.
+        max_restarts: restarts allowed per worker slot before raising.
+        info_bytes: bytes per env for its info of one step.
+        codec_bytes: bytes per env for each observation leaf with no fixed layout.
+        mailbox_bytes: bytes per worker for control requests and replies.
+        start_timeout: seconds for every worker to build its envs.
+    """
+
+    def __init__(self, *, spec: dict, env_fns=None, spaces_blob: dict | None = None, obs_space, act_space,
+                 num_envs: int, num_workers: int, autoreset_mode: str, wait_policy: str = "auto",
+                 on_worker_failure: str = "raise", max_restarts: int = 3, info_bytes: int = 4096,
+                 codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20, start_timeout: float = 120.0):
+        if on_worker_failure not in FAILURE_POLICIES:
+            raise ValueError(f"on_worker_failure must be one of {FAILURE_POLICIES}, got {on_worker_failure!r}")
+        for name, value in (("info_bytes", info_bytes), ("codec_bytes", codec_bytes), ("mailbox_bytes", mailbox_bytes)):
+            if not isinstance(value, int) or value < 64:
+                raise ValueError(f"{name} must be an int >= 64, got {value!r}")
+        self.num_envs, self.num_workers = num_envs, num_workers
+        self.ranges = split_envs(num_envs, num_workers)
+        self.on_worker_failure, self.max_restarts = on_worker_failure, max_restarts
+        self.spin_ns = spin_budget(wait_policy, num_workers)
+        self.obs_leaves = leaves_of(obs_space, codec_bytes)
+        self.act_leaves = leaves_of(act_space, codec_bytes)
+
+        blob = b""
+        if spec["kind"] == "pickle":
+            blob = cloudpickle.dumps(env_fns)
+            spec = dict(spec, length=len(blob))
+        manifest = {
+            "num_envs": num_envs,
+            "workers": self.ranges,
+            "autoreset_mode": autoreset_mode,
+            "worker_spin_ns": self.spin_ns,
+            "codec_bytes": codec_bytes,
+            "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],
+            "act_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.act_leaves],
+            "spec": spec,
+        }
+        fixed = ffi.sizeof("rv_header_t") + num_workers * ffi.sizeof("rv_worker_slot_t")
+        reserve = 4096
+        while True:  # the manifest holds the offsets of what follows it
+            arena = Arena(fixed + reserve)
+            plan_arrays(arena, self.obs_leaves, self.act_leaves, num_envs, num_workers, info_bytes, mailbox_bytes)
+            arena.add("spec", "|u1", (max(len(blob), 1),))
+            manifest.update(arrays=arena.arrays, arrays_start=fixed + reserve)
+            if len(cloudpickle.dumps(manifest)) * 2 + 1024 < reserve and len(str(manifest)) * 2 < reserve:
+                break
+            reserve *= 2
+        self.seg = Segment.create(manifest, arena.size, num_envs, num_workers)
+        self.id = secrets.token_hex(8)
+        self.arrays = self.seg.arrays
+        self.arrays["spec"][: len(blob)] = np.frombuffer(blob, np.uint8)
+        self._heartbeat = lib.rv_heartbeat_start(self.seg.header, HEARTBEAT_NS)
+        self.server = ForkServer.get()
+        self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.server, self.id, 2.0)
+
+        self._target = 0  # completions awaited so far (mod 2^32)
+        self._pending: list[int] = []  # workers with an unfinished command
+        self._faults_seen = 0
+        self.broken: BaseException | None = None
+        self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
+        try:
+            self.pids = self.server.request(
+                {"op": "spawn", "pool": self.id, "path": self.seg.path, "workers": list(range(num_workers))},
+                "pids", timeout=start_timeout)["pids"]
+            self.seg.unlink()  # the server and its workers hold it by descriptor now
+            self._target = num_workers
+            self._pending = list(range(num_workers))
+            self.collect(start_timeout, what="startup")
+        except BaseException:
+            self.close(grace=0.0)
+            raise
+
+    # ---- the protocol ----
+
+    def dispatch(self, cmd: int, workers: list[int] | None = None, requests: dict[int, bytes] | None = None) -> None:
+        """Hands ``cmd`` to ``workers`` (all when None). ``requests`` maps a
+        worker to the request bytes put in its mailbox first."""
+        if self.broken is not None:
+            raise self.broken
+        if workers is None:
+            self._target = (self._target + self.num_workers) & 0xFFFFFFFF
+            self._pending = list(range(self.num_workers))
+            lib.rv_dispatch(self.seg.header, self._workers_all, self.num_workers, cmd, 0)
+            return
+        mailbox = self.arrays["mailbox"]
+        for w in workers:
+            data = (requests or {}).get(w, b"")
+            if len(data) > mailbox.shape[1]:
+                raise ValueError(
+                    f"request for worker {w} is {len(data)} bytes, over mailbox_bytes={mailbox.shape[1]}")
+            mailbox[w, : len(data)] = np.frombuffer(data, np.uint8)
+        for w in workers:
+            self._target = (self._target + 1) & 0xFFFFFFFF
+            lib.rv_dispatch(self.seg.header, ffi.new("uint32_t[]", [w]), 1, cmd,
+                            len((requests or {}).get(w, b"")))
+        self._pending = list(workers)
+
+    def collect(self, timeout: float | None = None, what: str = "call") -> list:
+        """Waits for the pending command; returns each pending worker's reply
+        bytes (None for none). Raises the first worker error, a
+        ``WorkerDiedError`` or ``multiprocessing.TimeoutError``."""
+        deadline = None if timeout is None else lib.rv_now_ns() + int(timeout * 1e9)
+        restarted: list[int] = []
+        while True:
+            remaining = WAIT_SLICE_NS if deadline is None else min(WAIT_SLICE_NS, deadline - lib.rv_now_ns())
+            rc = lib.rv_wait_done(self.seg.header, self._target, self._faults_seen, self.spin_ns, max(remaining, 0))
+            if rc == lib.RV_OK:
+                break
+            if rc == lib.RV_FAULT:
+                self._faults_seen = self.seg.header.fault_count
+                restarted += self._on_fault(what)
+            elif not self.server.alive():
+                self.broken = errors.WorkerDiedError(
+                    f"the rock_vec fork server (pid {self.server.proc.pid}) {self.server.describe_death()}; "
+                    f"every worker of the pool went with it", worker=-1, pid=self.server.proc.pid,
+                    env_ids=list(range(self.num_envs)), exit_code=None, signal=None)
+                raise self.broken
+            elif deadline is not None and lib.rv_now_ns() >= deadline:
+                raise errors.TimeoutError(f"the call to `{what}` has timed out after {timeout} second(s).")
+        pending, self._pending = self._pending, []
+        failed = [w for w in pending if self.seg.slot(w).status == lib.RV_STATUS_ERROR]
+        if failed:
+            raise self._worker_exception(failed)
+        if restarted and what != "step":
+            raise self._died_error(restarted[0], f"during `{what}`; it was restarted, the call's results are lost")
+        mailbox = self.arrays["mailbox"]
+        return [bytes(mailbox[w, : self.seg.slot(w).reply_len]) if self.seg.slot(w).reply_len else None
+                for w in pending]
+
+    def _worker_exception(self, failed: list[int]) -> BaseException:
+        mailbox = self.arrays["mailbox"]
+        reports = []
+        for w in failed:
+            try:
+                reports.append(codec.decode(mailbox[w, : self.seg.slot(w).reply_len]))
+            except codec.CodecError as exc:
+                reports.append({"type": "CodecError", "module": "rock_vec.codec", "args": [str(exc)],
+                                "message": str(exc), "traceback": "", "context": f"in worker {w}"})
+        exc = errors.restore_exception(reports[0])
+        if len(reports) > 1:
+            others = "; ".join(f"{r.get('module')}.{r.get('type')} {r.get('context')}"
+                               for r in reports[1:] if isinstance(r, dict))
+            exc.add_note(f"rock_vec: {len(reports) - 1} more worker(s) failed in the same call: {others}")
+        return exc
+
+    def _died_error(self, w: int, when: str) -> errors.WorkerDiedError:
+        slot = self.seg.slot(w)
+        lo, hi = self.ranges[w]
+        code, sig = (None, slot.exit_signal) if slot.exit_signal else (slot.exit_code, None)
+        return errors.WorkerDiedError(
+            f"worker {w} (pid {slot.host_pid}, envs {lo}..{hi - 1}) {errors.how_it_ended(code, sig)} {when}",
+            worker=w, pid=slot.host_pid, env_ids=list(range(lo, hi)), exit_code=code, signal=sig)
+
+    def _on_fault(self, what: str) -> list[int]:
+        """Handles workers the fork server found dead; returns restarted ones."""
+        dead = [w for w in range(self.num_workers) if self.seg.slot(w).state == lib.RV_WORKER_DEAD]
+        if not dead:
+            return []
+        for w in dead:
+            slot = self.seg.slot(w)
+            if self.on_worker_failure == "raise" or slot.restarts >= self.max_restarts:
+                budget = "" if self.on_worker_failure == "raise" else f" (restart budget of {self.max_restarts} spent)"
+                self.broken = self._died_error(w, f"during `{what}`{budget}")
+                raise self.broken
+        for w in dead:
+            slot = self.seg.slot(w)
+            if slot.done_seq == slot.cmd_seq:  # it owed nothing: its startup is one more completion
+                self._target = (self._target + 1) & 0xFFFFFFFF
+            slot.restarts += 1
+            slot.status = lib.RV_STATUS_OK
+            slot.state = lib.RV_WORKER_STARTING
+            slot.done_seq = slot.cmd_seq
+            if w not in self._pending:
+                self._pending.append(w)
+            self.server.request({"op": "spawn", "pool": self.id, "workers": [w]}, "pids", timeout=30)
+        return dead
+
+    # ---- end of life ----
+
+    def close(self, grace: float = 5.0) -> None:
+        """Closes every worker (asking first, killing after ``grace`` seconds),
+        waits until the fork server has reaped them all and unmaps. Idempotent."""
+        if not self._finalizer.alive:
+            return
+        self._finalizer.detach()
+        _shutdown(self.seg, self._heartbeat, self.server, self.id, grace)
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+
+def workers_of(ranges: list[tuple[int, int]], env_mask: np.ndarray) -> list[int]:
+    """Workers hosting at least one env selected by a boolean mask."""
+    return [w for w, (lo, hi) in enumerate(ranges) if env_mask[lo:hi].any()]
+

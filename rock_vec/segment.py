@@ -1,0 +1,170 @@
+"""One shared-memory segment per pool: create, attach, unlink, sweep.
+
+The learner creates the file in /dev/shm (random name, mode 0600, O_EXCL),
+sizes it and writes the header and the JSON manifest. Workers attach by a
+path: the /dev/shm name, or ``/dev/fd/N`` of a descriptor they inherited,
+which keeps working after the name is unlinked. The name is unlinked as soon
+as every worker holds the segment, so a crash leaves nothing in /dev/shm.
+
+Python's ``multiprocessing.shared_memory`` is not used: its resource tracker
+unlinks a segment when its creator exits (../shared/NOTES.md).
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import secrets
+import struct
+
+import numpy as np
+
+from ._core import ffi, lib
+from .layout import array_views
+
+SHM_DIR = "/dev/shm"
+NAME_PREFIX = "rock_vec."
+
+
+class Segment:
+    """A mapped segment: its header, worker slots, manifest and array views."""
+
+    def __init__(self, path: str, fd: int, mm: mmap.mmap, *, owner: bool):
+        self.path = path
+        self.fd = fd
+        self.owner = owner
+        self._mmap = mm
+        self.buffer = np.frombuffer(mm, dtype=np.uint8)
+        self.header = ffi.cast("rv_header_t *", ffi.from_buffer(self.buffer))
+        slots = ffi.cast("char *", self.header) + self.header.workers_off
+        self.slots = ffi.cast("rv_worker_slot_t *", slots)
+        start, length = self.header.manifest_off, self.header.manifest_len
+        self.manifest = json.loads(bytes(self.buffer[start : start + length]))
+        self.arrays = array_views(self.buffer, self.manifest["arrays"])
+
+    # ---- learner side ----
+
+    @classmethod
+    def create(cls, manifest: dict, size: int, num_envs: int, num_workers: int) -> "Segment":
+        """Creates and maps a new segment holding ``manifest`` (learner only)."""
+        sweep_stale()
+        path = os.path.join(SHM_DIR, f"{NAME_PREFIX}{os.getpid()}.{secrets.token_hex(6)}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            header_size = ffi.sizeof("rv_header_t")
+            workers_off = header_size
+            manifest_off = workers_off + num_workers * ffi.sizeof("rv_worker_slot_t")
+            blob = json.dumps(manifest, separators=(",", ":")).encode()
+            if manifest_off + len(blob) > manifest["arrays_start"]:
+                raise ValueError("manifest overflows its reserved space")  # layout bug, not user input
+            os.ftruncate(fd, size)
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            mm[manifest_off : manifest_off + len(blob)] = blob
+            header = ffi.cast("rv_header_t *", ffi.from_buffer(mm))
+            header.version = lib.RV_FORMAT_VERSION
+            header.header_size = header_size
+            header.total_size = size
+            header.num_envs = num_envs
+            header.num_workers = num_workers
+            header.workers_off = workers_off
+            header.manifest_off = manifest_off
+            header.manifest_len = len(blob)
+            header.learner_pid = os.getpid()
+            del header
+            struct.pack_into("<Q", mm, 0, lib.RV_MAGIC)  # last: the segment is now valid
+            return cls(path, fd, mm, owner=True)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+
+    def unlink(self) -> None:
+        """Removes the /dev/shm name; mappings stay valid. Idempotent."""
+        if self.owner and self.path:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.path = ""
+
+    def slot(self, index: int):
+        return self.slots + index  # a pointer: C calls take it, fields read through it
+
+    def close(self) -> None:
+        """Unmaps the segment (views into it must be dropped first)."""
+        self.unlink()
+        self.arrays = {}
+        self.buffer = None
+        self.header = self.slots = None
+        try:
+            self._mmap.close()
+        except BufferError:
+            pass  # a caller still holds a view (copy=False); the GC unmaps later
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    # ---- worker side ----
+
+    @classmethod
+    def attach(cls, path: str) -> "Segment":
+        """Maps an existing segment by path and checks its magic and version."""
+        fd = os.open(path, os.O_RDWR)
+        try:
+            size = os.fstat(fd).st_size
+            if size < ffi.sizeof("rv_header_t"):
+                raise ValueError(f"{path} is not a rock_vec segment (size {size})")
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            magic, version = struct.unpack_from("<QI", mm, 0)
+            if magic != lib.RV_MAGIC or version != lib.RV_FORMAT_VERSION:
+                mm.close()
+                raise ValueError(
+                    f"{path} is not a rock_vec segment of format {lib.RV_FORMAT_VERSION} "
+                    f"(magic {magic:#x}, version {version})"
+                )
+            return cls(path, fd, mm, owner=False)
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_segments() -> list[str]:
+    """Paths of rock_vec segments in /dev/shm whose learner process is gone."""
+    found = []
+    try:
+        names = os.listdir(SHM_DIR)
+    except FileNotFoundError:
+        return found
+    for name in names:
+        if not name.startswith(NAME_PREFIX):
+            continue
+        try:
+            pid = int(name[len(NAME_PREFIX) :].split(".")[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            found.append(os.path.join(SHM_DIR, name))
+    return found
+
+
+def sweep_stale() -> list[str]:
+    """Unlinks segments left by learners that died before unlinking them."""
+    removed = []
+    for path in stale_segments():
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed

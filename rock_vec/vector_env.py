@@ -1,0 +1,530 @@
+"""The gymnasium face: ``AsyncVectorEnv`` (drop-in) and ``make_vec``.
+
+This module only checks arguments and translates gymnasium's calls into
+``Pool.dispatch``/``Pool.collect``; every byte moves through the segment.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from typing import Any, Callable, Sequence
+
+import cloudpickle
+import gymnasium as gym
+import numpy as np
+from gymnasium.spaces import Space
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.async_vector_env import AsyncState
+from gymnasium.vector.utils import batch_differing_spaces, batch_space
+
+from . import codec, errors
+from ._core import lib
+from .layout import LeafIO, action_validator, leaves_of
+from .pool import Pool, usable_cpus, workers_of
+from .worker import FORBIDDEN_CALLS
+
+
+def _plan_workers(num_envs: int, envs_per_worker: int | None, num_workers: int | None,
+                  max_concurrency: int | None) -> int:
+    for name, value in (("envs_per_worker", envs_per_worker), ("num_workers", num_workers)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    if num_workers is None:
+        if envs_per_worker is None:
+            num_workers = min(num_envs, usable_cpus())
+        else:
+            num_workers = -(-num_envs // envs_per_worker)
+    elif envs_per_worker is not None and num_workers * envs_per_worker < num_envs:
+        raise ValueError(
+            f"num_workers={num_workers} x envs_per_worker={envs_per_worker} cannot host num_envs={num_envs}")
+    if max_concurrency is not None:
+        num_workers = min(num_workers, max_concurrency)
+    return max(1, min(num_workers, num_envs))
+
+
+class AsyncVectorEnv(VectorEnv):
+    """Runs ``num_envs`` environments in worker processes over shared memory.
+
+    A drop-in replacement for ``gymnasium.vector.AsyncVectorEnv``: same
+    arguments, same results (batched spaces, float64 rewards, bool flags,
+    infos batched with ``_key`` masks, the three autoreset modes). Every
+    observation, action, reward, flag and info crosses through one shared
+    segment; workers host ``envs_per_worker`` envs each.
+
+    Example:
+        >>> import gymnasium as gym, rock_vec
+        >>> envs = rock_vec.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 4)
+        >>> obs, info = envs.reset(seed=42)
+        >>> obs.shape, obs.dtype
+        ((4, 4), dtype('float32'))
+        >>> obs, rew, term, trunc, info = envs.step(envs.action_space.sample())
+        >>> rew.dtype, term.dtype
+        (dtype('float64'), dtype('bool'))
+        >>> envs.close()
+
+    Args:
+        env_fns: callables that build the envs (cloudpickled to the workers).
+        shared_memory: accepted for compatibility; data always moves through
+            shared memory.
+        copy: if True (default) results are copies; if False the returned
+            arrays are views into the segment, valid until the next call.
+        context: accepted for compatibility; workers are always forked from
+            rock_vec's fork server, never from the learner.
+        daemon: accepted for compatibility; no worker outlives its pool.
+        worker: must be None: rock_vec runs its own worker program.
+        observation_mode: 'same', 'different' or ``(batched, single)`` spaces.
+        autoreset_mode: an ``AutoresetMode`` or its value.
+        max_concurrency: caps the number of worker processes.
+        envs_per_worker, num_workers: pool layout (default: one worker per
+            usable CPU, envs split evenly).
+        wait_policy: 'auto' (spin only when every busy process has a CPU),
+            'spin' or 'block'.
+        on_worker_failure: 'raise' (default) or 'restart' (the dead worker
+            is replaced; its envs come back truncated with
+            ``info['worker_restarted']``).
+        max_restarts: restarts allowed per worker before a crash loop raises.
+        info_bytes: bytes per env for one step's info (SAME_STEP default
+            grows to hold the final observation).
+        start_timeout: seconds allowed for every worker to build its envs.
+
+    Raises:
+        ValueError: on an argument that cannot apply (e.g. ``worker``).
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        shared_memory: bool = True,
+        copy: bool = True,
+        context: str | None = None,
+        daemon: bool = True,
+        worker: Callable | None = None,
+        observation_mode: str | tuple[Space, Space] = "same",
+        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+        max_concurrency: int | None = None,
+        *,
+        envs_per_worker: int | None = None,
+        num_workers: int | None = None,
+        wait_policy: str = "auto",
+        on_worker_failure: str = "raise",
+        max_restarts: int = 3,
+        info_bytes: int | None = None,
+        start_timeout: float = 120.0,
+    ):
+        env_fns = list(env_fns)
+        if not env_fns:
+            raise ValueError("env_fns is empty: a pool needs at least one env")
+        if worker is not None:
+            raise ValueError(
+                "rock_vec runs its own worker program (rock_vec.worker) over shared memory; a custom "
+                "gymnasium `worker` function cannot run there. Pass worker=None.")
+        if context not in (None, "fork", "spawn", "forkserver"):
+            raise ValueError(f"cannot find context for {context!r}")
+        for i, fn in enumerate(env_fns):
+            if not callable(fn):
+                raise TypeError(f"env_fns[{i}] is {type(fn).__name__}, not a callable that builds an env")
+        try:
+            blob_ok = cloudpickle.dumps(env_fns)
+        except Exception as exc:
+            raise TypeError(f"env_fns cannot be sent to the workers: cloudpickle failed: {exc}") from exc
+        del blob_ok
+        self.env_fns = env_fns
+        self._setup(
+            len(env_fns), env_fns[0], {"kind": "pickle"}, env_fns, copy, observation_mode, autoreset_mode,
+            _plan_workers(len(env_fns), envs_per_worker, num_workers, max_concurrency),
+            wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout)
+        self.shared_memory, self.context, self.daemon = shared_memory, context, daemon
+
+    # ---- construction ----
+
+    def _setup(self, num_envs, make_one, spec, env_fns, copy, observation_mode, autoreset_mode,
+               num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout):
+        self.num_envs = num_envs
+        self.copy = copy
+        self.observation_mode = observation_mode
+        self.autoreset_mode = (autoreset_mode if isinstance(autoreset_mode, AutoresetMode)
+                               else AutoresetMode(autoreset_mode))
+        dummy = make_one()
+        try:
+            self.metadata = dict(dummy.metadata)
+            self.metadata["autoreset_mode"] = self.autoreset_mode
+            self.render_mode = dummy.render_mode
+            self.single_action_space = dummy.action_space
+            self.action_space = batch_space(self.single_action_space, num_envs)
+            if isinstance(observation_mode, tuple) and len(observation_mode) == 2:
+                if not all(isinstance(s, Space) for s in observation_mode):
+                    raise TypeError("Expected both elements of observation_mode to be Spaces")
+                self.observation_space, self.single_observation_space = observation_mode
+            elif observation_mode == "same":
+                self.single_observation_space = dummy.observation_space
+                self.observation_space = batch_space(self.single_observation_space, num_envs)
+            elif observation_mode == "different":
+                self.single_observation_space = dummy.observation_space
+                self.observation_space = batch_differing_spaces([fn().observation_space for fn in env_fns])
+            else:
+                raise ValueError(
+                    f"Invalid `observation_mode`, expected: 'same' or 'different' or tuple of single and "
+                    f"batch observation space, actual got {observation_mode}")
+        finally:
+            dummy.close()
+        if info_bytes is None:
+            obs_nbytes = sum(np.dtype(leaf.dtype).itemsize * int(np.prod(leaf.shape))
+                             for leaf in leaves_of(self.single_observation_space, 65536))
+            info_bytes = 4096 + (2 * obs_nbytes if self.autoreset_mode == AutoresetMode.SAME_STEP else 0)
+        self._pool = Pool(
+            spec=spec, env_fns=env_fns, obs_space=self.single_observation_space,
+            act_space=self.single_action_space, num_envs=num_envs, num_workers=num_workers,
+            autoreset_mode=self.autoreset_mode.value, wait_policy=wait_policy,
+            on_worker_failure=on_worker_failure, max_restarts=max_restarts, info_bytes=info_bytes,
+            start_timeout=start_timeout)
+        arrays = self._pool.arrays
+        self._obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "obs")
+        self._act_io = LeafIO(self.single_action_space, self._pool.act_leaves, arrays, "act")
+        self._check_actions = action_validator(self.single_action_space, self._pool.act_leaves, num_envs)
+        self._rew, self._term, self._trunc = arrays["rew"], arrays["term"], arrays["trunc"]
+        self._info, self._info_len = arrays["info"], arrays["info.len"]
+        self._state = AsyncState.DEFAULT
+        self._reset_mask: np.ndarray | None = None
+        self._call_name = ""
+
+    @classmethod
+    def _from_id(cls, env_id: str, num_envs: int, env_kwargs: dict, copy: bool, autoreset_mode,
+                 envs_per_worker, num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes,
+                 start_timeout) -> "AsyncVectorEnv":
+        self = cls.__new__(cls)
+        spec: dict = {"kind": "make", "id": env_id, "kwargs": env_kwargs}
+        env_fns = None
+        try:
+            json.dumps(env_kwargs)
+        except TypeError:  # kwargs that JSON cannot carry travel pickled (local workers only)
+            spec = {"kind": "pickle"}
+            env_fns = [lambda: gym.make(env_id, **env_kwargs)] * num_envs
+        self.env_fns = env_fns
+        self.shared_memory, self.context, self.daemon = True, None, True
+        self._setup(num_envs, lambda: gym.make(env_id, **env_kwargs), spec, env_fns, copy, "same",
+                    autoreset_mode, _plan_workers(num_envs, envs_per_worker, num_workers, None),
+                    wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout)
+        return self
+
+    # ---- the pool's shape ----
+
+    @property
+    def num_workers(self) -> int:
+        return self._pool.num_workers
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [self._pool.seg.slot(w).host_pid for w in range(self._pool.num_workers)]
+
+    @property
+    def np_random_seed(self) -> tuple[int, ...]:
+        """The np_random seed of every sub-environment."""
+        return self.get_attr("np_random_seed")
+
+    @property
+    def np_random(self):
+        raise AttributeError(
+            "rock_vec cannot return the sub-environments' np.random.Generator objects (its codec carries "
+            "plain data only); use np_random_seed, or call(...) a method that returns plain data")
+
+    # ---- reset ----
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Resets the sub-environments (all, or ``options['reset_mask']``).
+
+        Returns:
+            The batched observations and the batched info dict.
+        """
+        self.reset_async(seed=seed, options=options)
+        return self.reset_wait()
+
+    def reset_async(self, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Sends the reset to the workers; :meth:`reset_wait` collects it.
+
+        Raises:
+            ClosedEnvironmentError: if the env was closed.
+            AlreadyPendingCallError: if another call is pending.
+            ValueError, TypeError: on a bad seed list or reset_mask.
+        """
+        self._assert_is_running()
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(
+                    f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
+                    f"but got length={len(seeds)}.")
+            for i, s in enumerate(seeds):
+                if s is not None and (not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0):
+                    raise TypeError(f"seed for env {i} is {s!r}; seeds must be non-negative ints or None")
+        if self._state != AsyncState.DEFAULT:
+            raise errors.AlreadyPendingCallError(
+                f"Calling `reset_async` while waiting for a pending call to `{self._state.value}` to complete",
+                str(self._state.value))
+        options = dict(options) if options is not None else None
+        mask = None
+        if options is not None and "reset_mask" in options:
+            mask = options.pop("reset_mask")
+            if not isinstance(mask, np.ndarray):
+                raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
+            if mask.shape != (self.num_envs,):
+                raise ValueError(f"`options['reset_mask']` must have shape `({self.num_envs},)`, got {mask.shape}")
+            if mask.dtype != np.bool_:
+                raise TypeError(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
+            if not np.any(mask):
+                raise ValueError(
+                    "`options['reset_mask']` must contain a boolean array with at least one True value, "
+                    f"got reset_mask={mask}")
+            mask = mask.copy()
+        workers = list(range(self.num_workers)) if mask is None else workers_of(self._pool.ranges, mask)
+        try:
+            requests = {}
+            for w in workers:
+                lo, hi = self._pool.ranges[w]
+                requests[w] = cloudpickle.dumps({
+                    "seeds": [None if s is None else int(s) for s in seeds[lo:hi]], "options": options,
+                    "mask": None if mask is None else mask[lo:hi].tolist()})
+        except Exception as exc:
+            raise TypeError(f"reset options cannot be sent to the workers: {exc}") from exc
+        self._pool.dispatch(lib.RV_CMD_RESET, workers, requests)
+        self._reset_mask = mask
+        self._state = AsyncState.WAITING_RESET
+
+    def reset_wait(self, timeout: float | None = None):
+        """Waits for the reset sent by :meth:`reset_async`.
+
+        Raises:
+            NoAsyncCallError: without a prior :meth:`reset_async`.
+            multiprocessing.TimeoutError: after ``timeout`` seconds.
+        """
+        self._assert_is_running()
+        if self._state != AsyncState.WAITING_RESET:
+            raise errors.NoAsyncCallError("Calling `reset_wait` without any prior call to `reset_async`.",
+                                          AsyncState.WAITING_RESET.value)
+        self._collect(timeout, "reset_wait")
+        infos = self._read_infos(self._reset_mask)
+        return self._obs_io.read_batch(self.copy), infos
+
+    # ---- step ----
+
+    def step(self, actions):
+        """Steps every sub-environment with ``actions`` (a batch of the action space).
+
+        Returns:
+            observations, rewards (float64), terminations (bool), truncations (bool), infos.
+        """
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions) -> None:
+        """Validates ``actions``, writes them into the segment and starts the step.
+
+        Raises:
+            ValueError, TypeError: on a wrong batch length, shape or dtype, or a
+                value outside a discrete space (naming the env index); nothing
+                is sent and the pool stays usable.
+            AlreadyPendingCallError: if another call is pending.
+        """
+        self._assert_is_running()
+        if self._state != AsyncState.DEFAULT:
+            raise errors.AlreadyPendingCallError(
+                f"Calling `step_async` while waiting for a pending call to `{self._state.value}` to complete.",
+                str(self._state.value))
+        parts = self._check_actions(actions)
+        self._act_io.write_batch(parts)
+        self._pool.dispatch(lib.RV_CMD_STEP)
+        self._state = AsyncState.WAITING_STEP
+
+    def step_wait(self, timeout: float | None = None):
+        """Waits for the step started by :meth:`step_async` and returns its results.
+
+        Raises:
+            NoAsyncCallError: without a prior :meth:`step_async`.
+            multiprocessing.TimeoutError: after ``timeout`` seconds.
+            WorkerDiedError: a worker died (unless ``on_worker_failure='restart'``).
+        """
+        self._assert_is_running()
+        if self._state != AsyncState.WAITING_STEP:
+            raise errors.NoAsyncCallError("Calling `step_wait` without any prior call to `step_async`.",
+                                          AsyncState.WAITING_STEP.value)
+        self._collect(timeout, "step_wait")
+        infos = self._read_infos(None)
+        if self.copy:
+            return (self._obs_io.read_batch(True), self._rew.copy(), self._term.copy(),
+                    self._trunc.copy(), infos)
+        return self._obs_io.read_batch(False), self._rew, self._term, self._trunc, infos
+
+    # ---- call / attributes ----
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """Calls ``name`` on every sub-environment (or reads it if not callable)."""
+        self.call_async(name, *args, **kwargs)
+        return self.call_wait()
+
+    def render(self):
+        """The rendered frames of every sub-environment."""
+        return self.call("render")
+
+    def call_async(self, name: str, /, *args: object, **kwargs: object) -> None:
+        """Sends a call of ``name`` to every sub-environment.
+
+        Raises:
+            ValueError: for reset/step/close (use them directly).
+            AlreadyPendingCallError: if another call is pending.
+        """
+        self._assert_is_running()
+        if self._state != AsyncState.DEFAULT:
+            raise errors.AlreadyPendingCallError(
+                f"Calling `call_async` while waiting for a pending call to `{self._state.value}` to complete.",
+                str(self._state.value))
+        if name in FORBIDDEN_CALLS:
+            raise ValueError(f"Trying to call function `{name}` with `call`, use `{name}` directly instead.")
+        request = self._request({"op": "call", "name": name, "args": args, "kwargs": kwargs})
+        self._pool.dispatch(lib.RV_CMD_CALL, list(range(self.num_workers)),
+                            {w: request for w in range(self.num_workers)})
+        self._call_name = name
+        self._state = AsyncState.WAITING_CALL
+
+    def call_wait(self, timeout: float | None = None) -> tuple[Any, ...]:
+        """Collects the results of :meth:`call_async`, one per sub-environment.
+
+        Raises:
+            NoAsyncCallError: without a prior :meth:`call_async`.
+            multiprocessing.TimeoutError: after ``timeout`` seconds.
+        """
+        self._assert_is_running()
+        if self._state != AsyncState.WAITING_CALL:
+            raise errors.NoAsyncCallError("Calling `call_wait` without any prior call to `call_async`.",
+                                          AsyncState.WAITING_CALL.value)
+        replies = self._collect(timeout, "call_wait")
+        results: list = []
+        for reply in replies:
+            results.extend(codec.decode(reply))
+        return tuple(results)
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """The attribute ``name`` of every sub-environment."""
+        return self.call(name)
+
+    def set_attr(self, name: str, values: list[Any] | tuple[Any, ...] | object) -> None:
+        """Sets attribute ``name`` on every sub-environment (one value each, or
+        the same value for all).
+
+        Raises:
+            ValueError: if a list/tuple of values does not match num_envs.
+        """
+        self._assert_is_running()
+        if not isinstance(values, (list, tuple)):
+            values = [values for _ in range(self.num_envs)]
+        if len(values) != self.num_envs:
+            raise ValueError(
+                "Values must be a list or tuple with length equal to the number of environments. "
+                f"Got `{len(values)}` values for {self.num_envs} environments.")
+        if self._state != AsyncState.DEFAULT:
+            raise errors.AlreadyPendingCallError(
+                f"Calling `set_attr` while waiting for a pending call to `{self._state.value}` to complete.",
+                str(self._state.value))
+        requests = {w: self._request({"op": "setattr", "name": name, "values": list(values[lo:hi])})
+                    for w, (lo, hi) in enumerate(self._pool.ranges)}
+        self._pool.dispatch(lib.RV_CMD_CALL, list(range(self.num_workers)), requests)
+        self._state = AsyncState.WAITING_CALL
+        try:
+            self._collect(None, "set_attr")
+        finally:
+            self._state = AsyncState.DEFAULT
+
+    # ---- closing ----
+
+    def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
+        """Closes every sub-environment and reaps every worker.
+
+        Args:
+            timeout: seconds the workers get to close their envs before they
+                are killed (default 10).
+            terminate: kill the workers at once.
+        """
+        if hasattr(self, "_pool"):
+            self._pool.close(grace=0.0 if terminate else (10.0 if timeout is None else timeout))
+
+    def __del__(self):
+        if not getattr(self, "closed", True) and hasattr(self, "_pool"):
+            self.close(terminate=True)
+
+    # ---- helpers ----
+
+    def _assert_is_running(self) -> None:
+        if self.closed:
+            raise errors.ClosedEnvironmentError(
+                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
+
+    def _collect(self, timeout: float | None, what: str) -> list:
+        try:
+            return self._pool.collect(timeout, what)
+        except multiprocessing.TimeoutError:
+            raise  # the call stays pending; a later wait may still collect it
+        except BaseException:
+            self._state = AsyncState.DEFAULT
+            raise
+        finally:
+            if not self._pool._pending:
+                self._state = AsyncState.DEFAULT
+
+    @staticmethod
+    def _request(payload: dict) -> bytes:
+        try:
+            return cloudpickle.dumps(payload)
+        except Exception as exc:
+            raise TypeError(f"arguments of `{payload.get('name')}` cannot be sent to the workers: {exc}") from exc
+
+    def _read_infos(self, mask: np.ndarray | None) -> dict:
+        lengths = self._info_len
+        rows = np.flatnonzero(lengths if mask is None else lengths * mask)
+        infos: dict = {}
+        for i in rows.tolist():
+            for info in codec.decode(self._info[i, : lengths[i]]):
+                infos = self._add_info(infos, info, i)
+        return infos
+
+
+def make_vec(
+    env_id: str,
+    num_envs: int = 1,
+    *,
+    envs_per_worker: int | None = None,
+    num_workers: int | None = None,
+    autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+    copy: bool = True,
+    wait_policy: str = "auto",
+    on_worker_failure: str = "raise",
+    max_restarts: int = 3,
+    info_bytes: int | None = None,
+    start_timeout: float = 120.0,
+    **env_kwargs: Any,
+) -> AsyncVectorEnv:
+    """Builds a pool of ``num_envs`` copies of the registered env ``env_id``.
+
+    Each worker builds its envs with ``gymnasium.make(env_id, **env_kwargs)``
+    from the id itself (nothing pickled), so the same call will run in
+    containers.
+
+    Example:
+        >>> import rock_vec
+        >>> envs = rock_vec.make_vec("CartPole-v1", num_envs=8, envs_per_worker=4)
+        >>> envs.num_workers
+        2
+        >>> envs.close()
+
+    Raises:
+        ValueError: on a non-positive num_envs or an impossible layout.
+        gymnasium.error.Error: if env_id is not registered.
+    """
+    if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+    gym.spec(env_id)  # fails fast, with gymnasium's own message, on an unknown id
+    return AsyncVectorEnv._from_id(
+        env_id, int(num_envs), env_kwargs, copy, autoreset_mode, envs_per_worker, num_workers,
+        wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout)
