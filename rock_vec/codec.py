@@ -119,7 +119,6 @@ def _seq_encoder(tag, ordered):
             raise _Fail(o, f": nested deeper than {MAX_DEPTH} containers (a cycle?)")
         out.append(_TAG_N.pack(tag, len(o)))
         d += 1
-        i = -1
         for i, v in enumerate(o):
             try:
                 _get(type(v), _e_other)(v, out, d)

@@ -1,0 +1,132 @@
+"""Small envs the tests use: every space kind, scripted failures, slow steps.
+
+They are importable by workers (tests/ is on sys.path, which the fork
+server inherits), and deterministic given a seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import time
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class SpaceEnv(gym.Env):
+    """Observations and actions of any given spaces; episodes of random length.
+
+    Rewards and infos depend on the seed and the actions, so two runs agree
+    only if every action reached the right env and every result came back.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, observation_space=None, action_space=None, max_len=8, info_every=1, reuse_obs=False,
+                 render_mode=None):
+        # Own copies: a space seeded by one env must not drive another's samples.
+        self.observation_space = copy.deepcopy(observation_space or spaces.Box(-1, 1, (3,), np.float32))
+        self.action_space = copy.deepcopy(action_space or spaces.Discrete(3))
+        self.max_len, self.info_every, self.reuse_obs = max_len, info_every, reuse_obs
+        self.render_mode = render_mode
+        self.t = 0
+        self.value = 0.0
+        self._buffer = None
+
+    def _obs(self):
+        obs = self.observation_space.sample()
+        if self.reuse_obs and isinstance(obs, np.ndarray):
+            # Like some ALE/MuJoCo envs: the same array object every step.
+            if self._buffer is None:
+                self._buffer = obs
+            self._buffer[...] = obs
+            return self._buffer
+        return obs
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.observation_space.seed(int(self.np_random.integers(2**31)))
+        self.t = 0
+        self.length = int(self.np_random.integers(1, self.max_len + 1))
+        info = {"start": int(self.np_random.integers(100))}
+        if options:
+            info["options"] = dict(options)
+        return self._obs(), info
+
+    def step(self, action):
+        assert self.action_space.contains(action), f"bad action {action!r}"
+        self.t += 1
+        flat = gym.spaces.flatten(self.action_space, action) if not isinstance(
+            self.action_space, spaces.Text) else np.array([len(action)])
+        self.value = float(np.sum(flat)) + float(self.np_random.normal())
+        terminated = self.t >= self.length and self.np_random.random() < 0.5
+        truncated = self.t >= self.length and not terminated
+        info = {}
+        if self.t % self.info_every == 0:
+            info = {"t": self.t, "x": self.value, "f32": np.float32(self.value), "vec": np.arange(3) * self.t}
+            if self.t % 3 == 0:
+                info["sometimes"] = "yes"
+        return self._obs(), self.value, terminated, truncated, info
+
+    def render(self):
+        return np.full((4, 6, 3), self.t, dtype=np.uint8)
+
+    def echo(self, *args, **kwargs):
+        return {"args": list(args), "kwargs": kwargs, "t": self.t}
+
+
+class FailingEnv(gym.Env):
+    """Raises, crashes or exits on a chosen step of a chosen env."""
+
+    observation_space = spaces.Box(-1, 1, (2,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, index=0, fail_index=0, fail_step=3, how="raise", step_seconds=0.0):
+        self.index, self.fail_index, self.fail_step, self.how = index, fail_index, fail_step, how
+        self.step_seconds = step_seconds
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.step_seconds:
+            time.sleep(self.step_seconds)
+        if self.index == self.fail_index and self.t == self.fail_step:
+            if self.how == "raise":
+                raise KeyError(f"boom in env {self.index}")
+            if self.how == "segfault":
+                os.kill(os.getpid(), signal.SIGSEGV)
+            if self.how == "exit":
+                os._exit(7)
+            if self.how == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self.how == "hang":
+                time.sleep(3600)
+        return np.full(2, self.t, np.float32), 1.0, False, False, {}
+
+
+class BusyEnv(gym.Env):
+    """Steps take a fixed wall time of busy CPU (no sleeping)."""
+
+    observation_space = spaces.Box(0, 1, (4,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, step_us=100.0):
+        self.step_s = step_us / 1e6
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        end = time.perf_counter() + self.step_s
+        while time.perf_counter() < end:
+            pass
+        return np.zeros(4, np.float32), 1.0, False, False, {}
