@@ -20,7 +20,7 @@ typedef struct { uint64_t magic; uint32_t version; uint32_t header_size;
   uint64_t workers_off; uint64_t manifest_off; uint64_t manifest_len;
   uint64_t learner_heartbeat_ns; int32_t learner_pid; uint32_t closing;
   uint32_t done_count; uint32_t done_target; uint32_t learner_sleeping;
-  uint32_t wake_seq; uint32_t fault_count; ...; } rv_header_t;
+  uint32_t wake_seq; uint32_t fault_count; uint32_t error_count; ...; } rv_header_t;
 typedef struct { uint64_t head; uint64_t tail; uint64_t capacity; ...; } rv_spsc_ring_t;
 
 #define RV_MAGIC ...

@@ -93,6 +93,7 @@ void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
                     uint32_t status, uint64_t reply_len) {
   rv_store_relaxed(&s->status, status);
   rv_store_relaxed(&s->reply_len, reply_len);
+  if (status != RV_STATUS_OK) rv_fetch_add_release(&h->error_count, 1);
   rv_store_release(&s->done_seq, seq);
   /* Release: publishes every result written for this command; pairs with
    * the acquire load of done_count in rv_wait_done. seq_cst for the Dekker

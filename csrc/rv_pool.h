@@ -40,7 +40,8 @@ int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
 int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
                    int64_t timeout_ns, uint32_t *seq_out);
 
-/* Worker w only, after finishing command `seq`: publishes status, reply
+/* Worker w only, after finishing command `seq`: publishes status (an error
+ * also bumps h->error_count, so the learner checks one word per batch), reply
  * length and every result written before the call, then counts itself
  * done and wakes the learner if it is the last one awaited. Never blocks. */
 void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,

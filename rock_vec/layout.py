@@ -253,6 +253,27 @@ def _check_leaf(space: spaces.Space, leaf: Leaf, value: Any, num_envs: int) -> A
     return array
 
 
+def _single_array_validator(space: spaces.Space, leaf: Leaf, num_envs: int) -> Callable[[Any], list]:
+    """The common case (one Box/Discrete/... leaf), checked with the fewest
+    numpy calls; anything unusual falls back to the full ``_check_leaf``."""
+    shape, dtype = (num_envs, *leaf.shape), np.dtype(leaf.dtype)
+    bounds = None
+    if isinstance(space, spaces.Discrete):
+        bounds = (int(space.start), int(space.start + space.n - 1))
+
+    def check(actions: Any) -> list:
+        array = actions if type(actions) is np.ndarray else np.asarray(actions)
+        if array.shape != shape or (array.dtype != dtype and array.dtype.kind not in "iu"):
+            return [_check_leaf(space, leaf, array, num_envs)]
+        if bounds is not None and (array.min() < bounds[0] or array.max() > bounds[1]):
+            return [_check_leaf(space, leaf, array, num_envs)]
+        if bounds is None and array.dtype != dtype:
+            return [_check_leaf(space, leaf, array, num_envs)]
+        return [array]
+
+    return check
+
+
 def _leaf_spaces(space: spaces.Space) -> list[spaces.Space]:
     if isinstance(space, spaces.Dict):
         return [leaf for sub in space.spaces.values() for leaf in _leaf_spaces(sub)]
@@ -290,6 +311,8 @@ def action_validator(space: spaces.Space, leaves: list[Leaf], num_envs: int) -> 
     outside a Discrete/MultiDiscrete/MultiBinary space, a malformed Dict.
     """
     leaf_spaces = _leaf_spaces(space)
+    if len(leaves) == 1 and leaves[0].path == () and isinstance(space, (spaces.Box, spaces.Discrete)):
+        return _single_array_validator(space, leaves[0], num_envs)
 
     def check(actions: Any) -> list:
         parts: list = []

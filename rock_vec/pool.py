@@ -37,16 +37,21 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def spin_budget(policy: str, num_workers: int) -> int:
-    """Nanoseconds to spin before sleeping. 'auto' spins only while every
-    busy process (the workers and the learner) can have a CPU of its own."""
+def spin_budgets(policy: str, num_workers: int) -> tuple[int, int]:
+    """Nanoseconds the learner and a worker spin before sleeping.
+
+    'auto' never lets spinners outnumber CPUs. While the learner waits for a
+    batch it spins only if the workers and itself each have a CPU; otherwise
+    it sleeps, and its CPU is free, so workers may still spin briefly for
+    the next command when there are no more workers than CPUs."""
     if policy not in WAIT_POLICIES:
         raise ValueError(f"wait_policy must be one of {WAIT_POLICIES}, got {policy!r}")
     if policy == "block":
-        return 0
+        return 0, 0
     if policy == "spin":
-        return 1_000_000
-    return SPIN_NS if num_workers + 1 <= usable_cpus() else 0
+        return 1_000_000, 1_000_000
+    cpus = usable_cpus()
+    return (SPIN_NS if num_workers + 1 <= cpus else 0), (SPIN_NS if num_workers <= cpus else 0)
 
 
 def split_envs(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
@@ -81,7 +86,7 @@ class Pool:
         obs_space, act_space: the single-env spaces.
         num_envs, num_workers: pool size; envs are split contiguously.
         autoreset_mode: a gymnasium ``AutoresetMode`` value string.
-        wait_policy: 'auto', 'spin' or 'block' (see ``spin_budget``).
+        wait_policy: 'auto', 'spin' or 'block' (see ``spin_budgets``).
         on_worker_failure: 'raise' or 'restart'.
         max_restarts: restarts allowed per worker slot before raising.
         info_bytes: bytes per env for its info of one step.
@@ -102,7 +107,7 @@ class Pool:
         self.num_envs, self.num_workers = num_envs, num_workers
         self.ranges = split_envs(num_envs, num_workers)
         self.on_worker_failure, self.max_restarts = on_worker_failure, max_restarts
-        self.spin_ns = spin_budget(wait_policy, num_workers)
+        self.spin_ns, self.worker_spin_ns = spin_budgets(wait_policy, num_workers)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)
         self.act_leaves = leaves_of(act_space, codec_bytes)
 
@@ -114,7 +119,7 @@ class Pool:
             "num_envs": num_envs,
             "workers": self.ranges,
             "autoreset_mode": autoreset_mode,
-            "worker_spin_ns": self.spin_ns,
+            "worker_spin_ns": self.worker_spin_ns,
             "codec_bytes": codec_bytes,
             "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],
             "act_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.act_leaves],
@@ -139,8 +144,10 @@ class Pool:
         self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.server, self.id, 2.0)
 
         self._target = 0  # completions awaited so far (mod 2^32)
+        self._all = list(range(num_workers))
         self._pending: list[int] = []  # workers with an unfinished command
-        self._faults_seen = 0
+        self._collected: list[int] = []  # workers whose replies `replies` reads
+        self._faults_seen = self._errors_seen = 0
         self.broken: BaseException | None = None
         self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
         try:
@@ -149,7 +156,7 @@ class Pool:
                 "pids", timeout=start_timeout)["pids"]
             self.seg.unlink()  # the server and its workers hold it by descriptor now
             self._target = num_workers
-            self._pending = list(range(num_workers))
+            self._pending = self._all
             self.collect(start_timeout, what="startup")
         except BaseException:
             self.close(grace=0.0)
@@ -164,7 +171,7 @@ class Pool:
             raise self.broken
         if workers is None:
             self._target = (self._target + self.num_workers) & 0xFFFFFFFF
-            self._pending = list(range(self.num_workers))
+            self._pending = self._all
             lib.rv_dispatch(self.seg.header, self._workers_all, self.num_workers, cmd, 0)
             return
         mailbox = self.arrays["mailbox"]
@@ -180,10 +187,10 @@ class Pool:
                             len((requests or {}).get(w, b"")))
         self._pending = list(workers)
 
-    def collect(self, timeout: float | None = None, what: str = "call") -> list:
-        """Waits for the pending command; returns each pending worker's reply
-        bytes (None for none). Raises the first worker error, a
-        ``WorkerDiedError`` or ``multiprocessing.TimeoutError``."""
+    def collect(self, timeout: float | None = None, what: str = "call") -> None:
+        """Waits for the pending command (``replies`` then reads what it
+        returned). Raises the first worker error, a ``WorkerDiedError`` or
+        ``multiprocessing.TimeoutError``."""
         deadline = None if timeout is None else lib.rv_now_ns() + int(timeout * 1e9)
         restarted: list[int] = []
         while True:
@@ -202,15 +209,20 @@ class Pool:
                 raise self.broken
             elif deadline is not None and lib.rv_now_ns() >= deadline:
                 raise errors.TimeoutError(f"the call to `{what}` has timed out after {timeout} second(s).")
-        pending, self._pending = self._pending, []
-        failed = [w for w in pending if self.seg.slot(w).status == lib.RV_STATUS_ERROR]
-        if failed:
-            raise self._worker_exception(failed)
+        self._collected, self._pending = self._pending, []
+        if self.seg.header.error_count != self._errors_seen:  # one word, not one per worker
+            self._errors_seen = self.seg.header.error_count
+            failed = [w for w in self._collected if self.seg.slot(w).status == lib.RV_STATUS_ERROR]
+            if failed:
+                raise self._worker_exception(failed)
         if restarted and what != "step":
             raise self._died_error(restarted[0], f"during `{what}`; it was restarted, the call's results are lost")
+
+    def replies(self) -> list:
+        """Reply bytes (or None) of each worker of the last collected command."""
         mailbox = self.arrays["mailbox"]
         return [bytes(mailbox[w, : self.seg.slot(w).reply_len]) if self.seg.slot(w).reply_len else None
-                for w in pending]
+                for w in self._collected]
 
     def _worker_exception(self, failed: list[int]) -> BaseException:
         mailbox = self.arrays["mailbox"]

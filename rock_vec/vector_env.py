@@ -400,9 +400,9 @@ class AsyncVectorEnv(VectorEnv):
         if self._state != AsyncState.WAITING_CALL:
             raise errors.NoAsyncCallError("Calling `call_wait` without any prior call to `call_async`.",
                                           AsyncState.WAITING_CALL.value)
-        replies = self._collect(timeout, "call_wait")
+        self._collect(timeout, "call_wait")
         results: list = []
-        for reply in replies:
+        for reply in self._pool.replies():
             results.extend(codec.decode(reply))
         return tuple(results)
 
@@ -461,9 +461,9 @@ class AsyncVectorEnv(VectorEnv):
             raise errors.ClosedEnvironmentError(
                 f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
 
-    def _collect(self, timeout: float | None, what: str) -> list:
+    def _collect(self, timeout: float | None, what: str) -> None:
         try:
-            return self._pool.collect(timeout, what)
+            self._pool.collect(timeout, what)
         except multiprocessing.TimeoutError:
             raise  # the call stays pending; a later wait may still collect it
         except BaseException:
@@ -482,6 +482,8 @@ class AsyncVectorEnv(VectorEnv):
 
     def _read_infos(self, mask: np.ndarray | None) -> dict:
         lengths = self._info_len
+        if not lengths.any():
+            return {}
         rows = np.flatnonzero(lengths if mask is None else lengths * mask)
         infos: dict = {}
         for i in rows.tolist():

@@ -71,6 +71,8 @@ class Worker:
     # ---- life ----
 
     def serve(self) -> int:
+        import os as _o
+        cpus = sorted(_o.sched_getaffinity(0)); _o.sched_setaffinity(0, {cpus[self.index % len(cpus)]})
         seq = 0
         self._finish(seq, self._guard(self._start, "while creating its envs"))
         seq_out = ffi.new("uint32_t *")

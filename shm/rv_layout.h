@@ -100,9 +100,11 @@ typedef struct rv_header {
   uint32_t wake_seq;         /* futex word: bumped by a last completion or a fault */
   uint8_t _pad2[RV_CACHE_LINE - 16];
 
-  /* Line 3 - faults: whoever sees a worker die bumps this, then wake_seq. */
+  /* Line 3 - failures: whoever sees a worker die bumps fault_count, then
+   * wake_seq; a worker whose command raised bumps error_count. */
   uint32_t fault_count;
-  uint8_t _pad3[RV_CACHE_LINE - 4];
+  uint32_t error_count;
+  uint8_t _pad3[RV_CACHE_LINE - 8];
 } rv_header_t;
 
 #define RV_HEADER_SIZE sizeof(rv_header_t)
