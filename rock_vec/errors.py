@@ -61,20 +61,24 @@ class RemoteTraceback(Exception):
 
 
 def how_it_ended(exit_code: int | None, sig: int | None) -> str:
-    """'killed by SIGKILL (signal 9)' / 'exited with code 3'."""
+    """'was killed by SIGKILL (signal 9)' / 'exited with code 3'."""
     if sig:
         try:
             name = signal.Signals(sig).name
         except ValueError:
             name = f"signal {sig}"
-        hint = {
-            signal.SIGKILL: "; if nobody killed it, the kernel's out-of-memory killer may have",
-            signal.SIGSEGV: "; the env (or a library it uses) crashed",
-            signal.SIGBUS: "; the env (or a library it uses) crashed",
-            signal.SIGABRT: "; the env (or a library it uses) aborted",
-        }.get(sig, "")
-        return f"killed by {name} (signal {sig}){hint}"
+        return f"was killed by {name} (signal {sig})"
     return f"exited with code {exit_code}"
+
+
+def death_hint(sig: int | None) -> str:
+    """What a signal usually means, for the end of an error message."""
+    return {
+        signal.SIGKILL: "; if nobody killed it, the kernel's out-of-memory killer may have (see dmesg)",
+        signal.SIGSEGV: "; the env or a library it uses crashed",
+        signal.SIGBUS: "; the env or a library it uses crashed",
+        signal.SIGABRT: "; the env or a library it uses aborted",
+    }.get(sig or 0, "")
 
 
 # ---- worker side ----

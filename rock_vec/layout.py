@@ -225,7 +225,8 @@ def _check_leaf(space: spaces.Space, leaf: Leaf, value: Any, num_envs: int) -> A
             raise ValueError(f"{where} must hold one value per env ({num_envs}), got {value!r:.80}")
         for i, item in enumerate(items):
             if not space.contains(item):
-                raise ValueError(f"{where} for env {i} is {item!r:.80}, which is not in {space}")
+                raise ValueError(f"action{leaf.describe() if leaf.path else ''} for env {i} is {item!r:.80}, "
+                                 f"which is not in {space}")
         return items
     array = np.asarray(value)
     expected = (num_envs, *leaf.shape)
@@ -249,7 +250,8 @@ def _check_leaf(space: spaces.Space, leaf: Leaf, value: Any, num_envs: int) -> A
         return array
     if bad.any():
         i = int(np.flatnonzero(bad.reshape(num_envs, -1).any(axis=1))[0])
-        raise ValueError(f"{where} for env {i} is {array[i]!r}, outside {space}")
+        raise ValueError(f"action{leaf.describe() if leaf.path else ''} for env {i} is "
+                         f"{array[i].tolist()!r}, outside {space}")
     return array
 
 

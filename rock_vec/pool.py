@@ -215,7 +215,7 @@ class Pool:
             failed = [w for w in self._collected if self.seg.slot(w).status == lib.RV_STATUS_ERROR]
             if failed:
                 raise self._worker_exception(failed)
-        if restarted and what != "step":
+        if restarted and what != "step_wait":
             raise self._died_error(restarted[0], f"during `{what}`; it was restarted, the call's results are lost")
 
     def replies(self) -> list:
@@ -245,7 +245,8 @@ class Pool:
         lo, hi = self.ranges[w]
         code, sig = (None, slot.exit_signal) if slot.exit_signal else (slot.exit_code, None)
         return errors.WorkerDiedError(
-            f"worker {w} (pid {slot.host_pid}, envs {lo}..{hi - 1}) {errors.how_it_ended(code, sig)} {when}",
+            f"worker {w} (pid {slot.host_pid}, envs {lo}..{hi - 1}) {errors.how_it_ended(code, sig)} {when}"
+            f"{errors.death_hint(sig)}",
             worker=w, pid=slot.host_pid, env_ids=list(range(lo, hi)), exit_code=code, signal=sig)
 
     def _on_fault(self, what: str) -> list[int]:

@@ -73,7 +73,7 @@ class Worker:
     def serve(self) -> int:
         import os as _o
         cpus = sorted(_o.sched_getaffinity(0)); _o.sched_setaffinity(0, {cpus[self.index % len(cpus)]})
-        seq = 0
+        seq = self.slot.cmd_seq  # 0 for a new pool; a replacement takes over where the dead one stopped
         self._finish(seq, self._guard(self._start, "while creating its envs"))
         seq_out = ffi.new("uint32_t *")
         handlers = {
@@ -113,9 +113,9 @@ class Worker:
     def _finish(self, seq: int, outcome: tuple[int, int]) -> None:
         lib.rv_worker_done(self.header, self.slot, seq, outcome[0], outcome[1])
 
-    def _reply(self, value) -> int:
+    def _reply(self, value, what: str = "reply") -> int:
         try:
-            return codec.encode_into(value, self.mailbox, 0, what="reply")
+            return codec.encode_into(value, self.mailbox, 0, what=what)
         except codec.CodecError as exc:
             if isinstance(value, dict) and "traceback" in value:  # an oversized error report
                 value = dict(value, traceback=value["traceback"][-2000:], args=[value["message"][:2000]])
@@ -143,8 +143,24 @@ class Worker:
         self._env_index = None
         self.obs_io = LeafIO(obs_space, leaves_of(obs_space, man["codec_bytes"]), self.seg.arrays, "obs")
         self.act_io = LeafIO(act_space, leaves_of(act_space, man["codec_bytes"]), self.seg.arrays, "act")
+        if self.slot.restarts:
+            self._stand_in()
         self.slot.state = lib.RV_WORKER_READY
         return 0
+
+    def _stand_in(self) -> None:
+        """A replacement for a dead worker: its envs restart, and the step
+        the old worker never finished reports them truncated."""
+        for j, env in enumerate(self.envs):
+            i = self.lo + j
+            self._env_index = i
+            obs, info = env.reset()
+            self.obs_io.write_one(i, obs)
+            self.rew[i], self.term[i], self.trunc[i] = 0.0, False, True
+            self._write_info(i, [dict(info, worker_restarted=True)])
+            # NEXT_STEP: the next step returns a fresh episode's first obs, as after any truncation.
+            self.autoreset[j] = self.mode is AutoresetMode.NEXT_STEP
+        self._env_index = None
 
     def _check_space(self, what: str, space, expected: list) -> None:
         leaves = [[list(leaf.path), leaf.kind, leaf.dtype, list(leaf.shape)]
@@ -234,7 +250,7 @@ class Worker:
         self._env_index = None
         if req["op"] == "setattr":
             return 0
-        return self._reply(results)
+        return self._reply(results, what=f"the results of call({name!r}) per env")
 
     def _close(self) -> int:
         first = None
