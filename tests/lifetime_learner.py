@@ -1,0 +1,41 @@
+"""A learner program for tests/test_lifetimes.py, run as a subprocess.
+
+Prints one JSON line with its pool's pids, then behaves as `mode` says.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+import rock_vec
+from rock_vec.forkserver import ForkServer
+
+mode = sys.argv[1]
+if mode == "threads":  # the learner already runs threads, as torch and JAX do
+    for _ in range(4):
+        threading.Thread(target=lambda: [time.sleep(0.001) for _ in iter(int, 1)], daemon=True).start()
+envs = rock_vec.make_vec("CartPole-v1", num_envs=4, num_workers=2)
+envs.reset(seed=0)
+print(json.dumps({"workers": envs.worker_pids, "server": ForkServer.get().proc.pid, "learner": os.getpid()}),
+      flush=True)
+actions = np.zeros(4, np.int64)
+if mode == "loop":
+    while True:
+        envs.step(actions)
+elif mode == "raise":
+    envs.step(actions)
+    raise RuntimeError("the training loop failed")
+elif mode == "exit_without_close":
+    envs.step(actions)
+    sys.exit(0)
+elif mode == "threads":
+    for _ in range(100):
+        envs.step(actions)
+    envs.close()
+    print("done", flush=True)
+elif mode == "sleep":
+    time.sleep(3600)

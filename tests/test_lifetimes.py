@@ -1,0 +1,112 @@
+"""Nothing outlives a pool, however the learner ends (USER-ASKS rows 4, 5).
+
+Each test runs a real learner program in a subprocess and ends it the way
+users' programs end: SIGKILL, Ctrl-C, an exception, a plain exit.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rock_vec.segment import NAME_PREFIX, SHM_DIR
+
+LEARNER = Path(__file__).with_name("lifetime_learner.py")
+
+
+def start(mode):
+    proc = subprocess.Popen([sys.executable, str(LEARNER), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read()
+    return proc, json.loads(line)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def segments_of(pid):
+    return [n for n in os.listdir(SHM_DIR) if n.startswith(f"{NAME_PREFIX}{pid}.")]
+
+
+def wait_gone(pids, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return time.monotonic()
+        time.sleep(0.01)
+    return None
+
+
+def test_sigkill_of_the_learner_leaves_nothing_after_one_second():
+    proc, pids = start("sleep")
+    assert not segments_of(pids["learner"])  # the name is gone as soon as the workers hold the segment
+    proc.kill()
+    proc.wait()
+    killed = time.monotonic()
+    gone = wait_gone(pids["workers"] + [pids["server"]], 1.0)
+    assert gone is not None, "processes outlived the learner by 1 s"
+    assert gone - killed < 0.5
+    assert not segments_of(pids["learner"])
+
+
+@pytest.mark.parametrize("to", ["learner", "process_group"])
+def test_ctrl_c_ends_the_learner_with_one_traceback_and_nothing_left(to):
+    proc, pids = start("loop")
+    time.sleep(0.3)
+    if to == "learner":
+        proc.send_signal(signal.SIGINT)
+    else:  # what a terminal does: every process of the foreground group gets it
+        os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=5)
+    assert proc.returncode != 0
+    assert err.count("KeyboardInterrupt") == 1, err
+    assert err.count("Traceback") == 1, err
+    assert wait_gone(pids["workers"] + [pids["server"]], 1.0) is not None
+
+
+def test_an_exception_in_the_training_loop_exits_and_cleans_up():
+    proc, pids = start("raise")
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 1 and "the training loop failed" in err
+    assert wait_gone(pids["workers"] + [pids["server"]], 1.0) is not None
+
+
+def test_exiting_without_close_still_closes_the_pool():
+    proc, pids = start("exit_without_close")
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert wait_gone(pids["workers"] + [pids["server"]], 1.0) is not None
+    assert "Traceback" not in err
+
+
+def test_workers_that_cannot_be_told_leave_on_the_learner_heartbeat_within_two_seconds():
+    proc, pids = start("sleep")
+    os.kill(pids["server"], signal.SIGSTOP)  # the fork server can neither kill nor be noticed dying
+    try:
+        proc.kill()
+        proc.wait()
+        killed = time.monotonic()
+        gone = wait_gone(pids["workers"], 2.0)
+        assert gone is not None, "workers outlived a dead learner's heartbeat by 2 s"
+    finally:
+        os.kill(pids["server"], signal.SIGKILL)
+        os.kill(pids["server"], signal.SIGCONT)
+    assert wait_gone([pids["server"]], 1.0) is not None
+
+
+def test_a_learner_that_already_runs_threads_starts_pools_normally():
+    proc, pids = start("threads")
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "done" in out
