@@ -58,6 +58,7 @@ class _Pool:
             self.env_fns = load_env_fns(self.seg)  # imports once, shared by every fork
         except Exception:
             self.env_fns = None  # each worker reports the error itself
+        gc.collect()  # then freeze: forked workers never write GC headers of what they share
         gc.freeze()
 
 

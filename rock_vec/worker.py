@@ -44,6 +44,11 @@ def load_env_fns(seg: Segment) -> list:
     spec = seg.manifest["spec"]
     if spec["kind"] == "make":
         env_id, kwargs = spec["id"], spec["kwargs"]
+        # Import the env's module now: in the fork server, every worker then
+        # shares it instead of importing its own copy after the fork.
+        entry = gym.spec(env_id).entry_point
+        if isinstance(entry, str):
+            gym.envs.registration.load_env_creator(entry)
         return [lambda: gym.make(env_id, **kwargs)] * seg.manifest["num_envs"]
     blob = seg.arrays["spec"]
     return cloudpickle.loads(blob[: spec["length"]].tobytes())
