@@ -205,7 +205,10 @@ class LeafIO:
         return assemble(self.space, parts)
 
     def write_batch(self, parts: list) -> None:
-        """Writes already-validated batched leaves (see ``validate_actions``)."""
+        """Writes already-validated batched leaves (see ``action_validator``)."""
+        if self.single and self.simple:
+            np.copyto(self.arrays[0], parts[0], casting="unsafe")
+            return
         for leaf, array, length, part in zip(self.leaves, self.arrays, self.lengths, parts):
             if leaf.kind == "codec":
                 for i, item in enumerate(part):

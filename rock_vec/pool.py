@@ -27,7 +27,8 @@ from .segment import Segment
 
 WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks the fork server
 HEARTBEAT_NS = 100_000_000
-SPIN_NS = 50_000  # a spin pays only if the answer comes within a few steps' time
+LEARNER_SPIN_NS = 50_000  # a spin pays only if the answer comes within a few steps' time
+WORKER_SPIN_NS = 200_000  # workers adapt: they spin only while the learner comes back sooner
 
 WAIT_POLICIES = ("auto", "spin", "block")
 FAILURE_POLICIES = ("raise", "restart")
@@ -51,7 +52,7 @@ def spin_budgets(policy: str, num_workers: int) -> tuple[int, int]:
     if policy == "spin":
         return 1_000_000, 1_000_000
     cpus = usable_cpus()
-    return (SPIN_NS if num_workers + 1 <= cpus else 0), (SPIN_NS if num_workers <= cpus else 0)
+    return (LEARNER_SPIN_NS if num_workers + 1 <= cpus else 0), (WORKER_SPIN_NS if num_workers <= cpus else 0)
 
 
 def split_envs(num_envs: int, num_workers: int) -> list[tuple[int, int]]:

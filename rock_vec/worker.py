@@ -76,8 +76,6 @@ class Worker:
     # ---- life ----
 
     def serve(self) -> int:
-        import os as _o
-        cpus = sorted(_o.sched_getaffinity(0)); _o.sched_setaffinity(0, {cpus[self.index % len(cpus)]})
         seq = self.slot.cmd_seq  # 0 for a new pool; a replacement takes over where the dead one stopped
         self._finish(seq, self._guard(self._start, "while creating its envs"))
         seq_out = ffi.new("uint32_t *")
@@ -87,9 +85,16 @@ class Worker:
             lib.RV_CMD_CALL: (self._call, "during call"),
             lib.RV_CMD_CLOSE: (self._close, "during close"),
         }
+        gap_ns = 0  # smoothed time between finishing a command and the next one
         while True:
-            rc = lib.rv_worker_wait(self.slot, seq, self.spin_ns, POLL_NS, seq_out)
+            # Spin only while the learner has lately come back within the spin
+            # budget (a benchmark loop); a learner busy for milliseconds on its
+            # policy would only lose CPU time to a spinning worker.
+            spin = self.spin_ns if gap_ns < self.spin_ns else 0
+            idle_since = time.perf_counter_ns()
+            rc = lib.rv_worker_wait(self.slot, seq, spin, POLL_NS, seq_out)
             if rc == lib.RV_TIMEOUT:
+                gap_ns = POLL_NS
                 if self._learner_gone():
                     self._close()
                     return 0
@@ -98,6 +103,7 @@ class Worker:
             cmd = self.slot.cmd
             handler, context = handlers.get(cmd, (self._unknown, "on an unknown command"))
             started = time.perf_counter_ns()
+            gap_ns = (3 * gap_ns + started - idle_since) >> 2
             self._finish(seq, self._guard(handler, context))
             self.slot.busy_ns += time.perf_counter_ns() - started
             if cmd == lib.RV_CMD_CLOSE:
