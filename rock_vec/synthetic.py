@@ -11,11 +11,14 @@ The ``module:id`` form (``SYNTHETIC_MAKE_ID``) makes gymnasium import this
 module before it looks the id up, so a process that never imported it (a
 worker, a container) can still build the env from the id alone.
 
-Observations are cheap on purpose: each env owns one preallocated array,
-changes a few bytes of it per step and returns that same array, so a
-benchmark measures the vectorisation, not the env's allocator. The array
-returned by ``step``/``reset`` is overwritten by the next call; copy it to
-keep it.
+Observations are cheap on purpose: nothing is allocated per step. Each env
+owns two preallocated arrays and returns them in turn, changing a few bytes
+per step, so a benchmark measures the vectorisation, not the env's
+allocator. Two, not one: gymnasium's runtime env checker (rightly) warns
+when two consecutive calls return the same buffer. A returned observation is
+overwritten two calls later; copy it to keep it, or pass ``copy_obs=True``
+(a fresh array per call, as ``gymnasium.utils.env_checker.check_env``
+demands).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class SyntheticEnv(gym.Env):
             the env's own seeded RNG, so a seeded env repeats its timings.
         episode_len: steps per episode; the last step is truncated, never
             terminated.
+        copy_obs: return a fresh copy of the observation on every call
+            instead of one of the two reused buffers.
 
     Actions are ``Discrete(4)``; the reward is 1.0 when the action equals the
     step count modulo 4, else 0.0 (deterministic, and it depends on the
@@ -70,7 +75,7 @@ class SyntheticEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, obs_shape: Sequence[int] = (4,), obs_dtype: str = "float32", step_us: float = 0,
-                 jitter_us: float = 0, episode_len: int = 1000):
+                 jitter_us: float = 0, episode_len: int = 1000, copy_obs: bool = False):
         shape = tuple(int(d) for d in (obs_shape if isinstance(obs_shape, (tuple, list)) else (obs_shape,)))
         if not shape or any(d < 1 for d in shape):
             raise ValueError(f"obs_shape must be a non-empty tuple of positive ints, got {obs_shape!r}")
@@ -82,6 +87,7 @@ class SyntheticEnv(gym.Env):
             raise ValueError(f"episode_len must be a positive int, got {episode_len!r}")
         self.obs_shape, self.obs_dtype = shape, obs_dtype
         self.step_us, self.jitter_us, self.episode_len = float(step_us), float(jitter_us), int(episode_len)
+        self.copy_obs = bool(copy_obs)
         if obs_dtype == "uint8":
             self.observation_space = spaces.Box(0, 255, shape, np.uint8)
             self._scale = 1
@@ -89,17 +95,19 @@ class SyntheticEnv(gym.Env):
             self.observation_space = spaces.Box(0.0, 1.0, shape, np.float32)
             self._scale = 1.0 / 255.0
         self.action_space = spaces.Discrete(4)
-        self._obs = np.zeros(shape, dtype=obs_dtype)
-        self._flat = self._obs.reshape(-1)  # a view: writes land in _obs
-        self._marks = min(8, self._flat.size)
+        self._buffers = (np.zeros(shape, dtype=obs_dtype), np.zeros(shape, dtype=obs_dtype))
+        self._marks = min(8, self._buffers[0].size)
         self.t = 0
+        self._calls = 0  # reset and step calls: picks the buffer
         #: nanoseconds busy-waited by the last step (0 before any step)
         self.last_step_ns = 0
 
     def _stamp(self) -> np.ndarray:
         # A few values change per step, inside the Box bounds of either dtype.
-        self._flat[: self._marks] = ((self.t + np.arange(self._marks)) % 256) * self._scale
-        return self._obs
+        self._calls += 1
+        obs = self._buffers[self._calls & 1]
+        obs.reshape(-1)[: self._marks] = ((self.t + np.arange(self._marks)) % 256) * self._scale
+        return obs.copy() if self.copy_obs else obs
 
     def _step_ns(self) -> int:
         if self.jitter_us > 0:

@@ -22,7 +22,7 @@ from . import codec, errors
 from ._core import lib
 from .layout import LeafIO, action_validator, leaves_of
 from .pool import Pool, usable_cpus, workers_of
-from .worker import FORBIDDEN_CALLS
+from .worker import FORBIDDEN_CALLS, env_spec
 
 
 def _plan_workers(num_envs: int, envs_per_worker: int | None, num_workers: int | None,
@@ -526,7 +526,7 @@ def make_vec(
     """
     if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-    gym.spec(env_id)  # fails fast, with gymnasium's own message, on an unknown id
+    env_spec(env_id)  # fails fast, with gymnasium's own message, on an unknown id
     return AsyncVectorEnv._from_id(
         env_id, int(num_envs), env_kwargs, copy, autoreset_mode, envs_per_worker, num_workers,
         wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout)

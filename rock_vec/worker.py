@@ -16,6 +16,7 @@ serving, so one bad call does not kill the pool.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -39,6 +40,19 @@ POLL_NS = 200_000_000
 FORBIDDEN_CALLS = ("reset", "step", "close", "_setattr", "_check_spaces")
 
 
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """gymnasium's spec of ``env_id``, also for ``"module:Env-v0"`` ids (the
+    module is imported first, as ``gymnasium.make`` does).
+
+    Raises:
+        gymnasium.error.Error: if the id is not registered.
+    """
+    if ":" in env_id:
+        module, env_id = env_id.split(":", 1)
+        importlib.import_module(module)
+    return gym.spec(env_id)
+
+
 def load_env_fns(seg: Segment) -> list:
     """The pool's env constructors, as the manifest describes them."""
     spec = seg.manifest["spec"]
@@ -46,7 +60,7 @@ def load_env_fns(seg: Segment) -> list:
         env_id, kwargs = spec["id"], spec["kwargs"]
         # Import the env's module now: in the fork server, every worker then
         # shares it instead of importing its own copy after the fork.
-        entry = gym.spec(env_id).entry_point
+        entry = env_spec(env_id).entry_point
         if isinstance(entry, str):
             gym.envs.registration.load_env_creator(entry)
         return [lambda: gym.make(env_id, **kwargs)] * seg.manifest["num_envs"]

@@ -1,0 +1,282 @@
+"""The ``rock-vec`` command (bench, clean) and the synthetic benchmark envs."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import secrets
+import time
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rock_vec
+from rock_vec import bench, cli, synthetic
+from rock_vec.segment import NAME_PREFIX, SHM_DIR, _pid_alive
+from rock_vec.synthetic import SYNTHETIC_ID, SYNTHETIC_MAKE_ID, SyntheticEnv
+
+COLUMNS = ["workload", "envs", "runner", "layout", "workers", "steps/s", "vs_sync", "vs_async"]
+
+
+def _table(out: str) -> list[dict]:
+    """The rows of the table ``rock-vec bench`` printed, as dicts by column."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["workload"])
+    assert re.split(r"\s{2,}", lines[start].strip()) == COLUMNS
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.strip():
+            continue
+        if line.startswith("results written"):
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        assert len(cells) == len(COLUMNS), line
+        rows.append(dict(zip(COLUMNS, cells)))
+    return rows
+
+
+# ---------------------------------------------------------------- bench
+
+
+def test_bench_prints_a_table_with_positive_ratios(capsys, tmp_path):
+    out_json = tmp_path / "bench.json"
+    code = cli.main(["bench", "--workloads", "cartpole", "--envs", "4", "--repeats", "1", "--seconds", "0.1",
+                     "--json", str(out_json)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    first = captured.out.splitlines()[0]
+    assert "usable CPUs" in first and "gymnasium" in first and "numpy" in first and "python" in first
+    rows = _table(captured.out)
+    assert [r["runner"] for r in rows] == ["rock_vec", "gym_sync", "gym_async"]
+    for r in rows:
+        assert r["workload"] == "cartpole" and r["envs"] == "4"
+        assert float(r["steps/s"].replace(",", "")) > 0
+        for col in ("vs_sync", "vs_async"):
+            assert float(r[col]) > 0, r
+    assert float(rows[1]["vs_sync"]) == 1.0 and float(rows[2]["vs_async"]) == 1.0
+    assert rows[0]["layout"] == "default"
+    # progress went to stderr, one line per measurement
+    assert len([line for line in captured.err.splitlines() if "steps/s" in line]) == 3
+    data = json.loads(out_json.read_text())
+    assert {r["runner"] for r in data["results"]} == {"rock_vec", "gym_sync", "gym_async"}
+    assert all(r["steps_per_s"] > 0 and len(r["samples"]) == 1 for r in data["results"])
+
+
+def test_quick_settings_stay_small():
+    quick = bench.quick_settings()
+    assert quick["env_counts"] == [16] and quick["layouts"] == [None]
+    assert len(quick["workloads"]) * quick["repeats"] * quick["seconds"] * len(bench.RUNNERS) <= 20
+
+
+def test_layouts_for_caps_at_num_envs_and_drops_repeated_worker_counts(monkeypatch):
+    monkeypatch.setattr(bench, "usable_cpus", lambda: 2)
+    assert bench.layouts_for(bench.SWEEP_LAYOUTS, 1) == [None]
+    assert bench.layouts_for(bench.SWEEP_LAYOUTS, 4) == [None, 1, 4]  # epw=2 is the default's 2 workers
+    assert bench.layouts_for(bench.SWEEP_LAYOUTS, 64) == [None, 1, 2, 4, 8, 16]
+    assert bench.layouts_for([8, 8, 3], 6) == [3]
+
+
+def test_run_suite_reports_default_and_best_layout():
+    lines = []
+    rows = bench.run_suite(["cartpole"], [2], repeats=2, seconds=0.05, layouts=[None, 2],
+                           runners=["rock_vec", "gym_sync"], warmup=0.01, progress=lines.append)
+    ours = [r for r in rows if r["runner"] == "rock_vec"]
+    expected = ["default", "epw=2"] if bench.usable_cpus() > 1 else ["default"]  # 1 CPU: the same layout
+    assert [r["layout"] for r in ours] == expected
+    assert sum(r["best"] for r in ours) == 1
+    assert all(len(r["samples"]) == 2 for r in rows)
+    assert len(lines) == 2 * len(rows) and lines[-1].startswith(f"[{len(lines)}/{len(lines)}]")
+    assert all(r["vs_gym_async"] is None and r["vs_gym_sync"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["frobnicate"],
+    ["bench", "--envs", "x"],
+    ["bench", "--envs", "0"],
+    ["bench", "--workloads", "nope"],
+    ["bench", "--seconds", "-1"],
+    ["bench", "--repeats", "0"],
+    ["clean", "--bogus"],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys):
+    assert cli.main(["bench", "--help"]) == 0
+    assert "--quick" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- clean
+
+
+def _dead_pid() -> int:
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    for pid in range(pid_max - 1, 1, -1):
+        if not _pid_alive(pid):
+            return pid
+    pytest.skip("no free pid")
+
+
+@pytest.fixture
+def fake_stale_segment():
+    path = os.path.join(SHM_DIR, f"{NAME_PREFIX}{_dead_pid()}.clitest{secrets.token_hex(4)}")
+
+    def make() -> str:
+        with open(path, "wb") as f:
+            f.write(b"\0" * 64)
+        return path
+
+    yield make
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _attempts(n: int = 5):
+    # Any process that creates a pool sweeps stale segments first (Segment.create),
+    # so a test run beside ours may remove the fake one between our steps: retry.
+    return range(n)
+
+
+def test_clean_dry_run_lists_a_stale_segment_and_keeps_it(fake_stale_segment, capsys):
+    for _ in _attempts():
+        path = fake_stale_segment()
+        assert cli.main(["clean", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        if os.path.exists(path):
+            break
+    assert f"would remove {path}" in out
+    assert os.path.exists(path)
+
+
+def test_clean_removes_a_stale_segment(fake_stale_segment, capsys):
+    for _ in _attempts():
+        path = fake_stale_segment()
+        assert cli.main(["clean"]) == 0
+        out = capsys.readouterr().out
+        if f"removed {path}" in out:
+            break
+    assert f"removed {path}" in out
+    assert not os.path.exists(path)
+    assert cli.main(["clean", "--dry-run"]) == 0
+    assert path not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- synthetic envs
+
+
+@pytest.mark.parametrize("workload", list(bench.WORKLOADS))
+def test_each_workload_steps_under_rock_vec(workload):
+    wl = bench.WORKLOADS[workload]
+    envs = bench.make_envs("rock_vec", workload, 2)
+    try:
+        obs, _ = envs.reset(seed=0)
+        single = gym.make(wl.env_id, **wl.kwargs)
+        assert obs.shape == (2, *single.observation_space.shape)
+        assert obs.dtype == single.observation_space.dtype
+        for _ in range(3):
+            obs, rew, term, trunc, _ = envs.step(np.array([1, 0]))
+        assert envs.observation_space.contains(obs)
+        assert rew.shape == (2,) and not trunc.any()
+    finally:
+        envs.close()
+
+
+@pytest.mark.parametrize("runner", ["gym_sync", "gym_async"])
+def test_peer_runners_build_the_synthetic_workload(runner):
+    envs = bench.make_envs(runner, "atari_like", 2)
+    try:
+        envs.reset(seed=0)
+        obs = envs.step(np.array([0, 3]))[0]
+        assert obs.shape == (2, 84, 84, 4) and obs.dtype == np.uint8
+    finally:
+        envs.close()
+
+
+def test_make_vec_builds_synthetic_envs_from_the_module_id():
+    envs = rock_vec.make_vec(SYNTHETIC_MAKE_ID, 2, obs_shape=(4, 4), obs_dtype="uint8", step_us=1)
+    try:
+        envs.reset(seed=0)
+        assert envs.step(np.array([0, 1]))[0].shape == (2, 4, 4)
+    finally:
+        envs.close()
+
+
+def test_registration_is_idempotent():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        importlib.reload(synthetic)
+        synthetic.register_envs()
+    assert gym.spec(SYNTHETIC_ID).entry_point == "rock_vec.synthetic:SyntheticEnv"
+    env = gym.make(SYNTHETIC_MAKE_ID, obs_shape=[2, 3])  # JSON turns tuples into lists
+    assert env.observation_space.shape == (2, 3)
+
+
+def _step_times(seed: int, n: int = 20) -> list[int]:
+    env = SyntheticEnv(step_us=30, jitter_us=20)
+    env.reset(seed=seed)
+    times = []
+    for _ in range(n):
+        env.step(0)
+        times.append(env.last_step_ns)
+    return times
+
+
+def test_jitter_is_seeded():
+    a, b, c = _step_times(7), _step_times(7), _step_times(8)
+    assert a == b and a != c
+    assert all(10_000 <= t <= 50_000 for t in a)
+    assert len(set(a)) > 1
+    assert _step_times(7)[:3] == a[:3]
+
+
+def test_step_cost_is_busy_cpu():
+    env = SyntheticEnv(step_us=2000)
+    env.reset(seed=0)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(20):
+        env.step(0)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    assert wall >= 0.04
+    assert cpu >= 0.5 * wall  # a sleep would use no CPU (loose: the machine is shared)
+
+
+def test_episodes_truncate_and_observations_change_in_reused_buffers():
+    env = SyntheticEnv(obs_shape=(84, 84, 4), obs_dtype="uint8", episode_len=5)
+    obs0, _ = env.reset(seed=0)
+    first = obs0.copy()
+    results = [env.step(i % 4) for i in range(5)]
+    assert [r[3] for r in results] == [False] * 4 + [True]
+    assert not any(r[2] for r in results)
+    assert not np.array_equal(results[0][0], first)
+    assert results[0][0] is not results[1][0] and results[0][0] is results[2][0]  # two buffers, no allocation
+    assert all(env.observation_space.contains(r[0]) for r in results)
+    env = SyntheticEnv(copy_obs=True)
+    a, b, c = env.reset(seed=0)[0], env.step(0)[0], env.step(0)[0]
+    assert not np.shares_memory(a, c) and not np.shares_memory(a, b)
+
+
+def test_float_observations_stay_in_bounds():
+    env = SyntheticEnv(obs_shape=(3, 8, 8), obs_dtype="float32")
+    env.reset(seed=0)
+    for _ in range(300):
+        obs = env.step(0)[0]
+        assert env.observation_space.contains(obs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"obs_dtype": "int16"}, {"obs_shape": ()}, {"obs_shape": (0, 3)}, {"step_us": -1}, {"jitter_us": -1},
+    {"episode_len": 0},
+])
+def test_bad_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        SyntheticEnv(**kwargs)
