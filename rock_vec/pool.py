@@ -82,7 +82,7 @@ class Pool:
     """One segment and its workers.
 
     Args:
-        spec: how workers build envs: ``{"kind": "make", "id", "kwargs"}``
+        spec: how workers build envs: ``{"kind": "make", "env_spec", "kwargs"}``
             (JSON, any backend) or ``{"kind": "pickle"}`` with ``env_fns``.
         obs_space, act_space: the single-env spaces.
         num_envs, num_workers: pool size; envs are split contiguously.

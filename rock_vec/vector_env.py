@@ -193,11 +193,14 @@ class AsyncVectorEnv(VectorEnv):
                  envs_per_worker, num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes,
                  start_timeout) -> "AsyncVectorEnv":
         self = cls.__new__(cls)
-        spec: dict = {"kind": "make", "id": env_id, "kwargs": env_kwargs}
         env_fns = None
         try:
-            json.dumps(env_kwargs)
-        except TypeError:  # kwargs that JSON cannot carry travel pickled (local workers only)
+            # The whole EnvSpec travels, entry point included, so a worker builds
+            # envs that only the learner registered (MiniGrid, ALE, a user's own).
+            spec: dict = {"kind": "make", "env_spec": json.loads(env_spec(env_id).to_json()), "kwargs": env_kwargs}
+            json.dumps(spec)
+        except (TypeError, ValueError, gym.error.Error):
+            # A spec or kwargs that JSON cannot carry travel pickled (local workers only).
             spec = {"kind": "pickle"}
             env_fns = [lambda: gym.make(env_id, **env_kwargs)] * num_envs
         self.env_fns = env_fns

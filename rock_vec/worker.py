@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import signal
 import sys
@@ -57,13 +58,13 @@ def load_env_fns(seg: Segment) -> list:
     """The pool's env constructors, as the manifest describes them."""
     spec = seg.manifest["spec"]
     if spec["kind"] == "make":
-        env_id, kwargs = spec["id"], spec["kwargs"]
+        env_spec_ = gym.envs.registration.EnvSpec.from_json(json.dumps(spec["env_spec"]))
+        kwargs = spec["kwargs"]
         # Import the env's module now: in the fork server, every worker then
         # shares it instead of importing its own copy after the fork.
-        entry = env_spec(env_id).entry_point
-        if isinstance(entry, str):
-            gym.envs.registration.load_env_creator(entry)
-        return [lambda: gym.make(env_id, **kwargs)] * seg.manifest["num_envs"]
+        if isinstance(env_spec_.entry_point, str):
+            gym.envs.registration.load_env_creator(env_spec_.entry_point)
+        return [lambda: gym.make(env_spec_, **kwargs)] * seg.manifest["num_envs"]
     blob = seg.arrays["spec"]
     return cloudpickle.loads(blob[: spec["length"]].tobytes())
 
