@@ -20,13 +20,15 @@ typedef struct { uint64_t magic; uint32_t version; uint32_t header_size;
   uint64_t workers_off; uint64_t manifest_off; uint64_t manifest_len;
   uint64_t learner_heartbeat_ns; int32_t learner_pid; uint32_t closing;
   uint32_t done_count; uint32_t done_target; uint32_t learner_sleeping;
-  uint32_t wake_seq; uint32_t fault_count; uint32_t error_count; ...; } rv_header_t;
+  uint32_t wake_seq; uint32_t fault_count; uint32_t error_count;
+  uint32_t rows_claimed; uint32_t block_waited; ...; } rv_header_t;
 typedef struct { uint64_t head; uint64_t tail; uint64_t capacity; ...; } rv_spsc_ring_t;
 
 #define RV_MAGIC ...
 #define RV_FORMAT_VERSION ...
 #define RV_CACHE_LINE ...
-enum rv_cmd { RV_CMD_NONE, RV_CMD_STEP, RV_CMD_RESET, RV_CMD_CALL, RV_CMD_CLOSE };
+enum rv_cmd { RV_CMD_NONE, RV_CMD_STEP, RV_CMD_RESET, RV_CMD_CALL, RV_CMD_CLOSE, RV_CMD_DRAIN };
+#define RV_FILL_STRIDE ...
 enum rv_worker_state { RV_WORKER_STARTING, RV_WORKER_READY, RV_WORKER_EXITED, RV_WORKER_DEAD };
 enum rv_status { RV_STATUS_OK, RV_STATUS_ERROR };
 enum rv_result { RV_OK, RV_TIMEOUT, RV_FAULT, RV_FULL, RV_EMPTY, RV_ERR };
@@ -39,7 +41,14 @@ int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
 int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
                    int64_t timeout_ns, uint32_t *seq_out);
 void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
-                    uint32_t status, uint64_t reply_len);
+                    uint32_t status, uint64_t reply_len, uint32_t n);
+uint32_t rv_claim_row(rv_header_t *h, uint32_t rows);
+void rv_row_done(rv_header_t *h, uint32_t *fills, uint32_t row, uint32_t batch);
+int rv_wait_block(rv_header_t *h, uint32_t *fills, uint32_t block, uint32_t batch,
+                  uint32_t faults_seen, int64_t spin_ns, int64_t timeout_ns);
+void rv_release_block(uint32_t *fills, uint32_t block);
+int rv_send(rv_header_t *h, void **rings, const uint32_t *workers, const uint32_t *counts,
+            uint32_t n_workers, const uint64_t *ids);
 void rv_report_fault(rv_header_t *h);
 void *rv_heartbeat_start(rv_header_t *h, int64_t period_ns);
 void rv_heartbeat_stop(void *heartbeat);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "rv_atomic.h"
+#include "rv_spsc_ring.h"
 
 /* True once counter `value` has reached `target` modulo 2^32. */
 static inline int rv_reached(uint32_t value, uint32_t target) {
@@ -90,7 +91,7 @@ int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
 }
 
 void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
-                    uint32_t status, uint64_t reply_len) {
+                    uint32_t status, uint64_t reply_len, uint32_t n) {
   rv_store_relaxed(&s->status, status);
   rv_store_relaxed(&s->reply_len, reply_len);
   if (status != RV_STATUS_OK) rv_fetch_add_release(&h->error_count, 1);
@@ -98,12 +99,79 @@ void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
   /* Release: publishes every result written for this command; pairs with
    * the acquire load of done_count in rv_wait_done. seq_cst for the Dekker
    * pair with learner_sleeping. */
-  uint32_t now_done = rv_fetch_add_seq_cst(&h->done_count, 1) + 1;
+  uint32_t now_done = rv_fetch_add_seq_cst(&h->done_count, n) + n;
   if (rv_reached(now_done, rv_load_relaxed(&h->done_target)) &&
       rv_load_seq_cst(&h->learner_sleeping)) {
     rv_fetch_add_release(&h->wake_seq, 1);
     rv_futex_wake(&h->wake_seq, INT_MAX);
   }
+}
+
+uint32_t rv_claim_row(rv_header_t *h, uint32_t rows) {
+  return rv_fetch_add_relaxed(&h->rows_claimed, 1) % rows;
+}
+
+void rv_row_done(rv_header_t *h, uint32_t *fills, uint32_t row, uint32_t batch) {
+  uint32_t block = row / batch;
+  /* Release: publishes the row's results; pairs with the acquire load in
+   * rv_wait_block. seq_cst for the Dekker pair with learner_sleeping. */
+  uint32_t filled = rv_fetch_add_seq_cst(&fills[block * RV_FILL_STRIDE], 1) + 1;
+  if (filled == batch && rv_load_relaxed(&h->block_waited) == block &&
+      rv_load_seq_cst(&h->learner_sleeping)) {
+    rv_fetch_add_release(&h->wake_seq, 1);
+    rv_futex_wake(&h->wake_seq, INT_MAX);
+  }
+}
+
+int rv_wait_block(rv_header_t *h, uint32_t *fills, uint32_t block, uint32_t batch,
+                  uint32_t faults_seen, int64_t spin_ns, int64_t timeout_ns) {
+  uint32_t *fill = &fills[block * RV_FILL_STRIDE];
+  uint64_t start = rv_now_ns();
+  uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns + 1;
+  uint64_t spin_until = start + (uint64_t)(spin_ns > 0 ? spin_ns : 0);
+  rv_store_relaxed(&h->block_waited, block);
+  for (uint32_t iter = 0;; iter++) {
+    if (rv_load_acquire(fill) == batch) return RV_OK;
+    if (rv_load_acquire(&h->fault_count) != faults_seen) return RV_FAULT;
+    if ((iter & 63) != 63) { rv_cpu_relax(); continue; }
+    uint64_t now = rv_now_ns();
+    if (deadline && now >= deadline) return RV_TIMEOUT;
+    if (now < spin_until) continue;
+
+    uint32_t wake = rv_load_acquire(&h->wake_seq);
+    /* Dekker pair with rv_row_done (flag, then re-check the fill). */
+    rv_store_seq_cst(&h->learner_sleeping, 1);
+    if (rv_load_seq_cst(fill) == batch || rv_load_seq_cst(&h->fault_count) != faults_seen) {
+      rv_store_relaxed(&h->learner_sleeping, 0);
+      continue;
+    }
+    int rc = rv_futex_wait(&h->wake_seq, wake, rv_remaining(deadline));
+    rv_store_relaxed(&h->learner_sleeping, 0);
+    if (rc == RV_TIMEOUT) iter = 62;
+  }
+}
+
+void rv_release_block(uint32_t *fills, uint32_t block) {
+  /* Release: our reads of the block happen before any reuse; the next
+   * claim in this block is ordered after it through rv_send's ring push. */
+  rv_store_release(&fills[block * RV_FILL_STRIDE], 0);
+}
+
+int rv_send(rv_header_t *h, void **rings, const uint32_t *workers, const uint32_t *counts,
+            uint32_t n_workers, const uint64_t *ids) {
+  int rc = RV_OK;
+  rv_worker_slot_t *slots = (rv_worker_slot_t *)((char *)h + h->workers_off);
+  for (uint32_t k = 0; k < n_workers; k++) {
+    uint32_t w = workers[k];
+    if (rv_spsc_ring_push((rv_spsc_ring_t *)rings[w], ids, counts[k]) != counts[k]) rc = RV_FULL;
+    ids += counts[k];
+    rv_worker_slot_t *s = &slots[w];
+    rv_store_relaxed(&s->cmd, RV_CMD_DRAIN);
+    /* Publishes the ring push and the actions; Dekker pair with `sleeping`. */
+    rv_store_seq_cst(&s->cmd_seq, s->cmd_seq + 1);
+    if (rv_load_seq_cst(&s->sleeping)) rv_futex_wake(&s->cmd_seq, 1);
+  }
+  return rc;
 }
 
 void rv_report_fault(rv_header_t *h) {

@@ -42,10 +42,49 @@ int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
 
 /* Worker w only, after finishing command `seq`: publishes status (an error
  * also bumps h->error_count, so the learner checks one word per batch), reply
- * length and every result written before the call, then counts itself
- * done and wakes the learner if it is the last one awaited. Never blocks. */
+ * length and every result written before the call, then counts `n` commands
+ * done (more than 1 when doorbells of async sends coalesced) and wakes the
+ * learner if that reaches what it awaits. Never blocks. */
 void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
-                    uint32_t status, uint64_t reply_len);
+                    uint32_t status, uint64_t reply_len, uint32_t n);
+
+/* ---- async batches: rows claimed by workers, blocks awaited by the learner ----
+ *
+ * The async output is a ring of `blocks` blocks of `batch` rows. A worker
+ * that finished an env claims the next row (one atomic add), writes its
+ * results into that row, then counts the row into its block's fill counter;
+ * the learner hands a block over once it is full. The ring holds
+ * num_envs + batch rows at least, so a claimed row never lands in a block
+ * the learner has not released (an env has at most one step in flight). */
+
+/* Worker only. Claims the next output row; returns its index in the ring
+ * of `rows` rows. Any number of workers at once. Never blocks. */
+uint32_t rv_claim_row(rv_header_t *h, uint32_t rows);
+
+/* Worker only, after writing row `row`: publishes it and counts it into its
+ * block's fill counter (fills[block * RV_FILL_STRIDE]); wakes the learner if
+ * that completed the block it waits for. Never blocks. */
+void rv_row_done(rv_header_t *h, uint32_t *fills, uint32_t row, uint32_t batch);
+
+/* Learner only. Waits until block `block` holds `batch` rows -> RV_OK, a
+ * fault -> RV_FAULT, or the timeout -> RV_TIMEOUT; then the caller reads
+ * the block and calls rv_release_block. Blocks. */
+int rv_wait_block(rv_header_t *h, uint32_t *fills, uint32_t block, uint32_t batch,
+                  uint32_t faults_seen, int64_t spin_ns, int64_t timeout_ns);
+
+/* Learner only, once it has read a block: empties its fill counter. */
+void rv_release_block(uint32_t *fills, uint32_t block);
+
+/* Fill counters sit one per cache line. */
+#define RV_FILL_STRIDE (RV_CACHE_LINE / sizeof(uint32_t))
+
+/* Learner only. Appends env ids to each listed worker's SPSC ring and rings
+ * its doorbell (RV_CMD_DRAIN). rings[w] points at worker w's ring; ids are
+ * grouped per worker: counts[k] ids for workers[k], in order. Returns RV_OK,
+ * or RV_FULL if a ring could not take them (a bug: rings hold a worker's
+ * every env). Never blocks. */
+int rv_send(rv_header_t *h, void **rings, const uint32_t *workers, const uint32_t *counts,
+            uint32_t n_workers, const uint64_t *ids);
 
 /* Any process (the reaper of a dead worker). Records that a fault happened
  * and wakes the learner. Never blocks. */

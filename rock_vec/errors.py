@@ -102,6 +102,17 @@ def encode_exception(exc: BaseException, context: str) -> dict:
     }
 
 
+def report_into(report: dict, buffer) -> int:
+    """Encodes an error report into ``buffer``; a report too big for it (a
+    deep traceback, huge args) loses the start of its traceback and its args."""
+    try:
+        return codec.encode_into(report, buffer, 0, what="error report")
+    except codec.CodecError:
+        room = max(64, len(buffer) // 2 - 512)
+        short = dict(report, traceback=report["traceback"][-room:], args=[report["message"][:room // 2]])
+        return codec.encode_into(short, buffer, 0, what="error report")
+
+
 # ---- learner side ----
 
 

@@ -95,6 +95,27 @@ def plan_arrays(
     arena.add("mailbox", "|u1", (num_workers, mailbox_bytes))
 
 
+def plan_async_arrays(arena: Arena, obs_leaves: list[Leaf], rows: int, blocks: int, num_workers: int,
+                      ring_bytes: int, info_bytes: int) -> None:
+    """Declares the async output ring (``rows`` rows in ``blocks`` blocks),
+    its fill counters (one per cache line) and each worker's ring of env ids.
+    tmpfs allocates pages on first touch: a pool that never uses the async
+    API pays no memory for them."""
+    for i, leaf in enumerate(obs_leaves):
+        arena.add(f"a.obs{i}", leaf.dtype, (rows, *leaf.shape))
+        if leaf.kind == "codec":
+            arena.add(f"a.obs{i}.len", "<u4", (rows,))
+    arena.add("a.rew", "<f8", (rows,))
+    arena.add("a.term", "|b1", (rows,))
+    arena.add("a.trunc", "|b1", (rows,))
+    arena.add("a.env_id", "<i4", (rows,))
+    arena.add("a.err", "|b1", (rows,))
+    arena.add("a.info.len", "<u4", (rows,))
+    arena.add("a.info", "|u1", (rows, info_bytes))
+    arena.add("a.fill", "<u4", (blocks, ALIGN // 4))
+    arena.add("rings", "|u1", (num_workers, -(-ring_bytes // ALIGN) * ALIGN))
+
+
 def array_views(buffer, arrays: dict[str, dict]) -> dict[str, np.ndarray]:
     """Numpy views of every manifest array over the mapped segment."""
     return {
@@ -186,23 +207,34 @@ class LeafIO:
 
     # -- the whole batch (learner side) --
 
-    def read_batch(self, copy: bool) -> Any:
-        """The batched value, as gymnasium's ``concatenate`` would build it."""
-        if self.simple:
+    def read_batch(self, copy: bool, rows: slice | None = None) -> Any:
+        """The batched value of ``rows`` (all by default), as gymnasium's
+        ``concatenate`` would build it; views into the segment unless ``copy``."""
+        if rows is None and self.simple:
             if not copy:
                 return self.batch_views
             if self.single:
                 return self.arrays[0].copy()
             return assemble(self.space, [a.copy() for a in self.arrays])
+        rows = slice(None) if rows is None else rows
         parts = []
         for leaf, array, length in zip(self.leaves, self.arrays, self.lengths):
             if leaf.kind == "codec":
-                parts.append(tuple(codec.decode(array[i, : length[i]]) for i in range(len(array))))
+                parts.append(tuple(codec.decode(array[i, : length[i]]) for i in range(len(array))[rows]))
             elif leaf.kind == "text":
-                parts.append(tuple(array.tolist()))
+                parts.append(tuple(array[rows].tolist()))
             else:
-                parts.append(array.copy() if copy else array)
+                parts.append(array[rows].copy() if copy else array[rows])
         return assemble(self.space, parts)
+
+    def write_rows(self, rows: np.ndarray, parts: list) -> None:
+        """Writes validated batched leaves into the given env rows (async send)."""
+        for leaf, array, length, part in zip(self.leaves, self.arrays, self.lengths, parts):
+            if leaf.kind == "codec":
+                for i, item in zip(rows.tolist(), part):
+                    length[i] = codec.encode_into(item, array[i], 0, what=f"action{leaf.describe()} of env {i}")
+            else:
+                array[rows] = part
 
     def write_batch(self, parts: list) -> None:
         """Writes already-validated batched leaves (see ``action_validator``)."""

@@ -22,7 +22,8 @@ import numpy as np
 from . import codec, errors
 from ._core import ffi, lib
 from .forkserver import ForkServer
-from .layout import Arena, leaves_of, plan_arrays
+from .batches import AsyncBatches, ring_capacity, ring_geometry
+from .layout import Arena, leaves_of, plan_arrays, plan_async_arrays
 from .segment import Segment
 
 WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks the fork server
@@ -99,13 +100,17 @@ class Pool:
     def __init__(self, *, spec: dict, env_fns=None, spaces_blob: dict | None = None, obs_space, act_space,
                  num_envs: int, num_workers: int, autoreset_mode: str, wait_policy: str = "auto",
                  on_worker_failure: str = "raise", max_restarts: int = 3, info_bytes: int = 4096,
-                 codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20, start_timeout: float = 120.0):
+                 codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20, start_timeout: float = 120.0,
+                 batch_size: int | None = None):
         if on_worker_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_worker_failure must be one of {FAILURE_POLICIES}, got {on_worker_failure!r}")
         for name, value in (("info_bytes", info_bytes), ("codec_bytes", codec_bytes), ("mailbox_bytes", mailbox_bytes)):
             if not isinstance(value, int) or value < 64:
                 raise ValueError(f"{name} must be an int >= 64, got {value!r}")
-        self.num_envs, self.num_workers = num_envs, num_workers
+        batch_size = num_envs if batch_size is None else batch_size
+        if not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= num_envs:
+            raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], got {batch_size!r}")
+        self.num_envs, self.num_workers, self.batch_size = num_envs, num_workers, int(batch_size)
         self.ranges = split_envs(num_envs, num_workers)
         self.on_worker_failure, self.max_restarts = on_worker_failure, max_restarts
         self.spin_ns, self.worker_spin_ns = spin_budgets(wait_policy, num_workers)
@@ -121,6 +126,7 @@ class Pool:
             "workers": self.ranges,
             "autoreset_mode": autoreset_mode,
             "worker_spin_ns": self.worker_spin_ns,
+            "batch_size": self.batch_size,
             "codec_bytes": codec_bytes,
             "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],
             "act_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.act_leaves],
@@ -131,6 +137,10 @@ class Pool:
         while True:  # the manifest holds the offsets of what follows it
             arena = Arena(fixed + reserve)
             plan_arrays(arena, self.obs_leaves, self.act_leaves, num_envs, num_workers, info_bytes, mailbox_bytes)
+            blocks, rows = ring_geometry(num_envs, self.batch_size)
+            capacity = ring_capacity(max(hi - lo for lo, hi in self.ranges))
+            plan_async_arrays(arena, self.obs_leaves, rows, blocks, num_workers,
+                              lib.rv_spsc_ring_bytes(capacity), info_bytes)
             arena.add("spec", "|u1", (max(len(blob), 1),))
             manifest.update(arrays=arena.arrays, arrays_start=fixed + reserve)
             if len(cloudpickle.dumps(manifest)) * 2 + 1024 < reserve and len(str(manifest)) * 2 < reserve:
@@ -140,6 +150,7 @@ class Pool:
         self.id = secrets.token_hex(8)
         self.arrays = self.seg.arrays
         self.arrays["spec"][: len(blob)] = np.frombuffer(blob, np.uint8)
+        AsyncBatches.init_rings(self.arrays, capacity)
         self._heartbeat = lib.rv_heartbeat_start(self.seg.header, HEARTBEAT_NS)
         self.server = ForkServer.get()
         self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.server, self.id, 2.0)
@@ -148,9 +159,10 @@ class Pool:
         self._all = list(range(num_workers))
         self._pending: list[int] = []  # workers with an unfinished command
         self._collected: list[int] = []  # workers whose replies `replies` reads
-        self._faults_seen = self._errors_seen = 0
+        self.faults_seen = self._errors_seen = 0
         self.broken: BaseException | None = None
         self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
+        self.batches = AsyncBatches(self, self.batch_size)
         try:
             self.pids = self.server.request(
                 {"op": "spawn", "pool": self.id, "path": self.seg.path, "workers": list(range(num_workers))},
@@ -165,9 +177,12 @@ class Pool:
 
     # ---- the protocol ----
 
-    def dispatch(self, cmd: int, workers: list[int] | None = None, requests: dict[int, bytes] | None = None) -> None:
+    def dispatch(self, cmd: int, workers: list[int] | None = None, requests: dict[int, bytes] | None = None,
+                 collect: bool = True) -> None:
         """Hands ``cmd`` to ``workers`` (all when None). ``requests`` maps a
-        worker to the request bytes put in its mailbox first."""
+        worker to the request bytes put in its mailbox first. With
+        ``collect=False`` (async reset) the results come back as rows, and
+        only ``quiesce`` waits for the command."""
         if self.broken is not None:
             raise self.broken
         if workers is None:
@@ -186,22 +201,28 @@ class Pool:
             self._target = (self._target + 1) & 0xFFFFFFFF
             lib.rv_dispatch(self.seg.header, ffi.new("uint32_t[]", [w]), 1, cmd,
                             len((requests or {}).get(w, b"")))
-        self._pending = list(workers)
+        if collect:
+            self._pending = list(workers)
 
-    def collect(self, timeout: float | None = None, what: str = "call") -> None:
-        """Waits for the pending command (``replies`` then reads what it
-        returned). Raises the first worker error, a ``WorkerDiedError`` or
-        ``multiprocessing.TimeoutError``."""
+    def wait(self, wait_once, timeout: float | None, what: str, on_death=None) -> list[int]:
+        """Runs ``wait_once(slice_ns) -> rv result`` until RV_OK, in slices
+        that notice a dead fork server; returns the workers restarted on the
+        way (sync commands with ``on_worker_failure='restart'``). With
+        ``on_death(worker) -> str`` a dead worker always raises, described by it.
+
+        Raises:
+            WorkerDiedError, multiprocessing.TimeoutError.
+        """
         deadline = None if timeout is None else lib.rv_now_ns() + int(timeout * 1e9)
         restarted: list[int] = []
         while True:
             remaining = WAIT_SLICE_NS if deadline is None else min(WAIT_SLICE_NS, deadline - lib.rv_now_ns())
-            rc = lib.rv_wait_done(self.seg.header, self._target, self._faults_seen, self.spin_ns, max(remaining, 0))
+            rc = wait_once(max(remaining, 0))
             if rc == lib.RV_OK:
-                break
+                return restarted
             if rc == lib.RV_FAULT:
-                self._faults_seen = self.seg.header.fault_count
-                restarted += self._on_fault(what)
+                self.faults_seen = self.seg.header.fault_count
+                restarted += self._on_fault(what, on_death)
             elif not self.server.alive():
                 self.broken = errors.WorkerDiedError(
                     f"the rock_vec fork server (pid {self.server.proc.pid}) {self.server.describe_death()}; "
@@ -210,6 +231,13 @@ class Pool:
                 raise self.broken
             elif deadline is not None and lib.rv_now_ns() >= deadline:
                 raise errors.TimeoutError(f"the call to `{what}` has timed out after {timeout} second(s).")
+
+    def collect(self, timeout: float | None = None, what: str = "call") -> None:
+        """Waits for the pending command (``replies`` then reads what it
+        returned). Raises the first worker error, a ``WorkerDiedError`` or
+        ``multiprocessing.TimeoutError``."""
+        restarted = self.wait(lambda slice_ns: lib.rv_wait_done(
+            self.seg.header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, what)
         self._collected, self._pending = self._pending, []
         if self.seg.header.error_count != self._errors_seen:  # one word, not one per worker
             self._errors_seen = self.seg.header.error_count
@@ -218,6 +246,15 @@ class Pool:
                 raise self._worker_exception(failed)
         if restarted and what != "step_wait":
             raise self._died_error(restarted[0], f"during `{what}`; it was restarted, the call's results are lost")
+
+    def count_commands(self, n: int) -> None:
+        """Counts ``n`` doorbells rung outside ``dispatch`` (async sends)."""
+        self._target = (self._target + n) & 0xFFFFFFFF
+
+    def quiesce(self, timeout: float | None = None) -> None:
+        """Waits until every worker has finished everything it was handed."""
+        self.wait(lambda slice_ns: lib.rv_wait_done(
+            self.seg.header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, "quiesce")
 
     def replies(self) -> list:
         """Reply bytes (or None) of each worker of the last collected command."""
@@ -250,13 +287,16 @@ class Pool:
             f"{errors.death_hint(sig)}",
             worker=w, pid=slot.host_pid, env_ids=list(range(lo, hi)), exit_code=code, signal=sig)
 
-    def _on_fault(self, what: str) -> list[int]:
+    def _on_fault(self, what: str, on_death=None) -> list[int]:
         """Handles workers the fork server found dead; returns restarted ones."""
         dead = [w for w in range(self.num_workers) if self.seg.slot(w).state == lib.RV_WORKER_DEAD]
         if not dead:
             return []
         for w in dead:
             slot = self.seg.slot(w)
+            if on_death is not None:
+                self.broken = self._died_error(w, f"during `{what}` {on_death(w)}")
+                raise self.broken
             if self.on_worker_failure == "raise" or slot.restarts >= self.max_restarts:
                 budget = "" if self.on_worker_failure == "raise" else f" (restart budget of {self.max_restarts} spent)"
                 self.broken = self._died_error(w, f"during `{what}`{budget}")

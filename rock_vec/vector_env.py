@@ -111,6 +111,7 @@ class AsyncVectorEnv(VectorEnv):
         max_restarts: int = 3,
         info_bytes: int | None = None,
         start_timeout: float = 120.0,
+        batch_size: int | None = None,
     ):
         env_fns = list(env_fns)
         if not env_fns:
@@ -133,13 +134,13 @@ class AsyncVectorEnv(VectorEnv):
         self._setup(
             len(env_fns), env_fns[0], {"kind": "pickle"}, env_fns, copy, observation_mode, autoreset_mode,
             _plan_workers(len(env_fns), envs_per_worker, num_workers, max_concurrency),
-            wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout)
+            wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size)
         self.shared_memory, self.context, self.daemon = shared_memory, context, daemon
 
     # ---- construction ----
 
     def _setup(self, num_envs, make_one, spec, env_fns, copy, observation_mode, autoreset_mode,
-               num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout):
+               num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size):
         self.num_envs = num_envs
         self.copy = copy
         self.observation_mode = observation_mode
@@ -177,11 +178,15 @@ class AsyncVectorEnv(VectorEnv):
             act_space=self.single_action_space, num_envs=num_envs, num_workers=num_workers,
             autoreset_mode=self.autoreset_mode.value, wait_policy=wait_policy,
             on_worker_failure=on_worker_failure, max_restarts=max_restarts, info_bytes=info_bytes,
-            start_timeout=start_timeout)
+            start_timeout=start_timeout, batch_size=batch_size)
         arrays = self._pool.arrays
         self._obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "obs")
         self._act_io = LeafIO(self.single_action_space, self._pool.act_leaves, arrays, "act")
         self._check_actions = action_validator(self.single_action_space, self._pool.act_leaves, num_envs)
+        self._async_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "a.obs")
+        self._batches = self._pool.batches
+        self.batch_size = self._pool.batch_size
+        self._validators = {num_envs: self._check_actions}
         self._rew, self._term, self._trunc = arrays["rew"], arrays["term"], arrays["trunc"]
         self._info, self._info_len = arrays["info"], arrays["info.len"]
         self._state = AsyncState.DEFAULT
@@ -191,7 +196,7 @@ class AsyncVectorEnv(VectorEnv):
     @classmethod
     def _from_id(cls, env_id: str, num_envs: int, env_kwargs: dict, copy: bool, autoreset_mode,
                  envs_per_worker, num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes,
-                 start_timeout) -> "AsyncVectorEnv":
+                 start_timeout, batch_size) -> "AsyncVectorEnv":
         self = cls.__new__(cls)
         env_fns = None
         try:
@@ -207,7 +212,7 @@ class AsyncVectorEnv(VectorEnv):
         self.shared_memory, self.context, self.daemon = True, None, True
         self._setup(num_envs, lambda: gym.make(env_id, **env_kwargs), spec, env_fns, copy, "same",
                     autoreset_mode, _plan_workers(num_envs, envs_per_worker, num_workers, None),
-                    wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout)
+                    wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size)
         return self
 
     # ---- the pool's shape ----
@@ -251,19 +256,7 @@ class AsyncVectorEnv(VectorEnv):
             ValueError, TypeError: on a bad seed list or reset_mask.
         """
         self._assert_is_running()
-        if seed is None:
-            seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(
-                    f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
-                    f"but got length={len(seeds)}.")
-            for i, s in enumerate(seeds):
-                if s is not None and (not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0):
-                    raise TypeError(f"seed for env {i} is {s!r}; seeds must be non-negative ints or None")
+        seeds = self._seed_list(seed)
         if self._state != AsyncState.DEFAULT:
             raise errors.AlreadyPendingCallError(
                 f"Calling `reset_async` while waiting for a pending call to `{self._state.value}` to complete",
@@ -289,8 +282,7 @@ class AsyncVectorEnv(VectorEnv):
             for w in workers:
                 lo, hi = self._pool.ranges[w]
                 requests[w] = cloudpickle.dumps({
-                    "seeds": [None if s is None else int(s) for s in seeds[lo:hi]], "options": options,
-                    "mask": None if mask is None else mask[lo:hi].tolist()})
+                    "seeds": seeds[lo:hi], "options": options, "mask": None if mask is None else mask[lo:hi].tolist()})
         except Exception as exc:
             raise TypeError(f"reset options cannot be sent to the workers: {exc}") from exc
         self._pool.dispatch(lib.RV_CMD_RESET, workers, requests)
@@ -360,6 +352,107 @@ class AsyncVectorEnv(VectorEnv):
             return (self._obs_io.read_batch(True), self._rew.copy(), self._term.copy(),
                     self._trunc.copy(), infos)
         return self._obs_io.read_batch(False), self._rew, self._term, self._trunc, infos
+
+    # ---- asynchronous batches (EnvPool style) ----
+
+    def async_reset(self, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None) -> None:
+        """Resets every env; their first observations come back through :meth:`recv`,
+        ``batch_size`` at a time. Envs still running are waited for and their
+        results dropped, so this resets the whole pool at any time.
+
+        Raises:
+            ValueError, TypeError: on bad seeds (see :meth:`reset`).
+        """
+        if self.closed:
+            raise errors.ClosedEnvironmentError(
+                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
+        if self._state != AsyncState.DEFAULT:
+            raise errors.AlreadyPendingCallError(
+                f"Calling `async_reset` while waiting for a pending call to `{self._state.value}` to complete",
+                str(self._state.value))
+        seeds = self._seed_list(seed)
+        request = {"options": options, "mask": None, "rows": True}
+        requests = {w: self._request(dict(request, seeds=seeds[lo:hi])) for w, (lo, hi) in enumerate(self._pool.ranges)}
+        self._pool.quiesce()
+        self._batches.restart()
+        self._pool.dispatch(lib.RV_CMD_RESET, list(range(self.num_workers)), requests, collect=False)
+        self._batches.started_all()
+
+    def send(self, actions, env_id=None) -> None:
+        """Starts a step of the envs ``env_id`` (all envs when None) with ``actions``.
+
+        Raises:
+            ValueError: on ids out of range, repeated, or already running, or
+                actions that do not match the ids (checked before anything is sent).
+        """
+        if self.closed:
+            raise errors.ClosedEnvironmentError(
+                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
+        if self._state != AsyncState.DEFAULT:
+            raise errors.AlreadyPendingCallError(
+                f"Calling `send` while waiting for a pending call to `{self._state.value}` to complete",
+                str(self._state.value))
+        ids = np.arange(self.num_envs) if env_id is None else np.asarray(env_id)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise ValueError(f"env_id must be a 1-D array of ints, got {ids.dtype} of shape {ids.shape}")
+        bad = ids[(ids < 0) | (ids >= self.num_envs)]
+        if bad.size:
+            raise ValueError(f"env_id {bad.tolist()} out of range: the pool has envs 0..{self.num_envs - 1}")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"env_id repeats ids: {ids.tolist()}")
+        running = ids[self._batches.running[ids]]
+        if running.size:
+            raise ValueError(f"envs {running.tolist()} are already running: recv their results before sending again")
+        check = self._validators.get(len(ids))
+        if check is None:
+            check = self._validators[len(ids)] = action_validator(
+                self.single_action_space, self._pool.act_leaves, len(ids))
+        self._act_io.write_rows(ids, check(actions))
+        self._batches.send(ids)
+
+    def recv(self, timeout: float | None = None):
+        """The next ``batch_size`` envs to finish, in finishing order.
+
+        Returns:
+            observations, rewards, terminations, truncations, infos, with
+            ``infos["env_id"]`` (int32) saying which env each row is.
+
+        Raises:
+            NoAsyncCallError: nothing is running (recv without send).
+            RockVecError: fewer envs are running than batch_size (it would wait forever).
+            multiprocessing.TimeoutError: after ``timeout`` seconds.
+            WorkerDiedError: naming the env ids a dead worker had in flight.
+        """
+        if self.closed:
+            raise errors.ClosedEnvironmentError(
+                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
+        in_flight = self._batches.in_flight
+        if in_flight == 0:
+            raise errors.NoAsyncCallError("Calling `recv` without any env running: send() or async_reset() first",
+                                          "recv")
+        if in_flight < self.batch_size:
+            raise errors.RockVecError(
+                f"only {in_flight} envs are running, fewer than batch_size={self.batch_size}: recv would wait "
+                "forever; send more envs first")
+        rows = self._batches.wait_block(timeout)
+        try:
+            env_ids = self._batches.env_id[rows].copy()
+            a = self._pool.arrays
+            copy = self.copy
+            obs = self._async_obs_io.read_batch(copy, rows)
+            rew, term, trunc = a["a.rew"][rows], a["a.term"][rows], a["a.trunc"][rows]
+            if copy:
+                rew, term, trunc = rew.copy(), term.copy(), trunc.copy()
+            infos = _BatchInfos(self.batch_size).read(a["a.info"], a["a.info.len"], rows)
+            infos["env_id"] = env_ids
+        finally:
+            self._batches.release(rows)
+        return obs, rew, term, trunc, infos
+
+    def step_envs(self, actions, env_id=None, timeout: float | None = None):
+        """EnvPool's ``step(actions, env_id)``: :meth:`send` then :meth:`recv`."""
+        self.send(actions, env_id)
+        return self.recv(timeout)
 
     # ---- call / attributes ----
 
@@ -463,6 +556,25 @@ class AsyncVectorEnv(VectorEnv):
         if self.closed:
             raise errors.ClosedEnvironmentError(
                 f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
+        if self._batches.in_flight and self._state != AsyncState.WAITING_RESET:
+            raise errors.AlreadyPendingCallError(
+                f"{self._batches.in_flight} envs are running asynchronously (send/recv): recv them, or call "
+                "async_reset(), before a synchronous call", "recv")
+
+    def _seed_list(self, seed) -> list:
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            return [int(seed) + i for i in range(self.num_envs)]
+        seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(
+                f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
+                f"but got length={len(seeds)}.")
+        for i, s in enumerate(seeds):
+            if s is not None and (not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0):
+                raise TypeError(f"seed for env {i} is {s!r}; seeds must be non-negative ints or None")
+        return [None if s is None else int(s) for s in seeds]
 
     def _collect(self, timeout: float | None, what: str) -> None:
         try:
@@ -495,6 +607,23 @@ class AsyncVectorEnv(VectorEnv):
         return infos
 
 
+class _BatchInfos:
+    """gymnasium's ``_add_info`` over a batch of ``size`` rows (async recv)."""
+
+    _add_info = VectorEnv._add_info
+
+    def __init__(self, size: int):
+        self.num_envs = size
+
+    def read(self, info: np.ndarray, lengths: np.ndarray, rows: slice) -> dict:
+        infos: dict = {}
+        for k in np.flatnonzero(lengths[rows]).tolist():
+            row = rows.start + k
+            for item in codec.decode(info[row, : lengths[row]]):
+                infos = self._add_info(infos, item, k)
+        return infos
+
+
 def make_vec(
     env_id: str,
     num_envs: int = 1,
@@ -508,6 +637,7 @@ def make_vec(
     max_restarts: int = 3,
     info_bytes: int | None = None,
     start_timeout: float = 120.0,
+    batch_size: int | None = None,
     **env_kwargs: Any,
 ) -> AsyncVectorEnv:
     """Builds a pool of ``num_envs`` copies of the registered env ``env_id``.
@@ -532,4 +662,4 @@ def make_vec(
     env_spec(env_id)  # fails fast, with gymnasium's own message, on an unknown id
     return AsyncVectorEnv._from_id(
         env_id, int(num_envs), env_kwargs, copy, autoreset_mode, envs_per_worker, num_workers,
-        wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout)
+        wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size)

@@ -16,6 +16,7 @@ serving, so one bad call does not kill the pool.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -69,6 +70,22 @@ def load_env_fns(seg: Segment) -> list:
     return cloudpickle.loads(blob[: spec["length"]].tobytes())
 
 
+class Output:
+    """Where an env's results go: the step arrays (a row per env) or the
+    async ring (a row per finished step, claimed by the worker)."""
+
+    def __init__(self, arrays: dict, prefix: str, obs_space, obs_leaves):
+        self.obs = LeafIO(obs_space, obs_leaves, arrays, f"{prefix}obs")
+        self.rew, self.term, self.trunc = arrays[f"{prefix}rew"], arrays[f"{prefix}term"], arrays[f"{prefix}trunc"]
+        self.info, self.info_len = arrays[f"{prefix}info"], arrays[f"{prefix}info.len"]
+
+    def write_info(self, row: int, infos: list, env: int) -> None:
+        if not any(infos):
+            self.info_len[row] = 0
+            return
+        self.info_len[row] = codec.encode_into(infos, self.info[row], 0, what=f"info of env {env}")
+
+
 class Worker:
     """Serves one worker slot of a segment until told to close."""
 
@@ -81,9 +98,13 @@ class Worker:
         self.spin_ns = man["worker_spin_ns"]
         self.mode = AutoresetMode(man["autoreset_mode"])
         a = seg.arrays
-        self.rew, self.term, self.trunc = a["rew"], a["term"], a["trunc"]
-        self.info, self.info_len = a["info"], a["info.len"]
         self.mailbox = a["mailbox"][index]
+        self.batch = man["batch_size"]
+        self.rows = a["a.env_id"].shape[0]
+        self.env_id, self.err = a["a.env_id"], a["a.err"]
+        self.fills = ffi.cast("uint32_t *", ffi.from_buffer(a["a.fill"]))
+        self.ring = ffi.cast("rv_spsc_ring_t *", ffi.from_buffer(a["rings"][index]))
+        self.popped = ffi.new("uint64_t[]", max(1, self.hi - self.lo))
         self.envs: list = []
         self.env_fns = env_fns
         self.autoreset = np.zeros(self.hi - self.lo, dtype=bool)
@@ -99,6 +120,7 @@ class Worker:
             lib.RV_CMD_RESET: (self._reset, "during reset"),
             lib.RV_CMD_CALL: (self._call, "during call"),
             lib.RV_CMD_CLOSE: (self._close, "during close"),
+            lib.RV_CMD_DRAIN: (self._drain, "during send"),
         }
         gap_ns = 0  # smoothed time between finishing a command and the next one
         while True:
@@ -114,12 +136,12 @@ class Worker:
                     self._close()
                     return 0
                 continue
-            seq = seq_out[0]
+            commands, seq = (seq_out[0] - seq) & 0xFFFFFFFF, seq_out[0]
             cmd = self.slot.cmd
             handler, context = handlers.get(cmd, (self._unknown, "on an unknown command"))
             started = time.perf_counter_ns()
             gap_ns = (3 * gap_ns + started - idle_since) >> 2
-            self._finish(seq, self._guard(handler, context))
+            self._finish(seq, self._guard(handler, context), commands)
             self.slot.busy_ns += time.perf_counter_ns() - started
             if cmd == lib.RV_CMD_CLOSE:
                 return 0
@@ -134,19 +156,14 @@ class Worker:
             report = errors.encode_exception(
                 exc, f"{where} {context} (worker {self.index}, pid {os.getpid()})"
             )
-            return lib.RV_STATUS_ERROR, self._reply(report)
+            return lib.RV_STATUS_ERROR, errors.report_into(report, self.mailbox)
 
-    def _finish(self, seq: int, outcome: tuple[int, int]) -> None:
-        lib.rv_worker_done(self.header, self.slot, seq, outcome[0], outcome[1])
+    def _finish(self, seq: int, outcome: tuple[int, int], commands: int = 1) -> None:
+        # `commands` > 1 when doorbells of several async sends arrived at once.
+        lib.rv_worker_done(self.header, self.slot, seq, outcome[0], outcome[1], commands)
 
     def _reply(self, value, what: str = "reply") -> int:
-        try:
-            return codec.encode_into(value, self.mailbox, 0, what=what)
-        except codec.CodecError as exc:
-            if isinstance(value, dict) and "traceback" in value:  # an oversized error report
-                value = dict(value, traceback=value["traceback"][-2000:], args=[value["message"][:2000]])
-                return codec.encode_into(value, self.mailbox, 0, what="error report")
-            raise exc
+        return codec.encode_into(value, self.mailbox, 0, what=what)
 
     def _learner_gone(self) -> bool:
         beat = self.header.learner_heartbeat_ns
@@ -167,7 +184,9 @@ class Worker:
             self._check_space("observation", env.observation_space, man["obs_leaves"])
             self._check_space("action", env.action_space, man["act_leaves"])
         self._env_index = None
-        self.obs_io = LeafIO(obs_space, leaves_of(obs_space, man["codec_bytes"]), self.seg.arrays, "obs")
+        obs_leaves = leaves_of(obs_space, man["codec_bytes"])
+        self.out = Output(self.seg.arrays, "", obs_space, obs_leaves)
+        self.async_out = Output(self.seg.arrays, "a.", obs_space, obs_leaves)
         self.act_io = LeafIO(act_space, leaves_of(act_space, man["codec_bytes"]), self.seg.arrays, "act")
         if self.slot.restarts:
             self._stand_in()
@@ -181,9 +200,10 @@ class Worker:
             i = self.lo + j
             self._env_index = i
             obs, info = env.reset()
-            self.obs_io.write_one(i, obs)
-            self.rew[i], self.term[i], self.trunc[i] = 0.0, False, True
-            self._write_info(i, [dict(info, worker_restarted=True)])
+            out = self.out
+            out.obs.write_one(i, obs)
+            out.rew[i], out.term[i], out.trunc[i] = 0.0, False, True
+            out.write_info(i, [dict(info, worker_restarted=True)], i)
             # NEXT_STEP: the next step returns a fresh episode's first obs, as after any truncation.
             self.autoreset[j] = self.mode is AutoresetMode.NEXT_STEP
         self._env_index = None
@@ -197,52 +217,81 @@ class Worker:
                 f"pool's (every env of a pool needs the same {what} space shapes and dtypes)"
             )
 
-    def _write_info(self, i: int, infos: list) -> None:
-        if not any(infos):
-            self.info_len[i] = 0
-            return
-        self.info_len[i] = codec.encode_into(infos, self.info[i], 0, what=f"info of env {i}")
+    def _advance(self, j: int, i: int) -> tuple:
+        """Steps env ``i`` (the worker's ``j``-th) with its action and runs
+        autoreset as SyncVectorEnv does; returns (obs, reward, terminated,
+        truncated, infos to add in order)."""
+        env, mode = self.envs[j], self.mode
+        if mode is AutoresetMode.NEXT_STEP:
+            if self.autoreset[j]:
+                obs, info = env.reset()
+                self.autoreset[j] = False
+                return obs, 0.0, False, False, [info]
+            obs, rew, te, tr, info = env.step(self.act_io.read_one(i))
+            self.autoreset[j] = te or tr
+            return obs, rew, te, tr, [info]
+        if mode is AutoresetMode.SAME_STEP:
+            obs, rew, te, tr, info = env.step(self.act_io.read_one(i))
+            if te or tr:
+                # Copied before reset: an env may reuse its observation buffer.
+                final = {"final_obs": copy.deepcopy(obs), "final_info": info}
+                obs, info = env.reset()
+                return obs, rew, te, tr, [final, info]
+            return obs, rew, te, tr, [info]
+        # DISABLED: the learner resets done envs itself
+        if self.autoreset[j]:
+            raise AssertionError(
+                f"env {i} was stepped after it ended; with autoreset_mode=DISABLED reset it "
+                "first (reset(options={'reset_mask': ...}))")
+        obs, rew, te, tr, info = env.step(self.act_io.read_one(i))
+        self.autoreset[j] = te or tr
+        return obs, rew, te, tr, [info]
+
+    @staticmethod
+    def _write(out: Output, row: int, i: int, result: tuple) -> None:
+        obs, out.rew[row], out.term[row], out.trunc[row], infos = result
+        out.obs.write_one(row, obs)
+        out.write_info(row, infos, i)
 
     def _step(self) -> int:
-        rew, term, trunc, autoreset = self.rew, self.term, self.trunc, self.autoreset
-        read_action, write_obs, write_info = self.act_io.read_one, self.obs_io.write_one, self._write_info
-        mode, lo = self.mode, self.lo
-        for j, env in enumerate(self.envs):
-            i = lo + j
-            self._env_index = i
-            if mode is AutoresetMode.NEXT_STEP:
-                if autoreset[j]:
-                    obs, info = env.reset()
-                    rew[i], term[i], trunc[i] = 0.0, False, False
-                    autoreset[j] = False
-                else:
-                    obs, rew[i], te, tr, info = env.step(read_action(i))
-                    term[i], trunc[i] = te, tr
-                    autoreset[j] = te or tr
-                infos = [info]
-            elif mode is AutoresetMode.SAME_STEP:
-                obs, rew[i], te, tr, info = env.step(read_action(i))
-                term[i], trunc[i] = te, tr
-                if te or tr:
-                    final = {"final_obs": obs, "final_info": info}
-                    obs, info = env.reset()
-                    infos = [final, info]
-                else:
-                    infos = [info]
-            else:  # DISABLED: the learner resets done envs itself
-                if autoreset[j]:
-                    raise AssertionError(
-                        f"env {i} was stepped after it ended; with autoreset_mode=DISABLED reset it "
-                        "first (reset(options={'reset_mask': ...}))"
-                    )
-                obs, rew[i], te, tr, info = env.step(read_action(i))
-                term[i], trunc[i] = te, tr
-                autoreset[j] = te or tr
-                infos = [info]
-            write_obs(i, obs)
-            write_info(i, infos)
+        out, lo, advance, write = self.out, self.lo, self._advance, self._write
+        for j in range(len(self.envs)):
+            self._env_index = i = lo + j
+            write(out, i, i, advance(j, i))
         self.slot.env_steps += len(self.envs)
         return 0
+
+    def _drain(self) -> int:
+        """Steps every env id queued in this worker's ring (async sends);
+        each result goes to a freshly claimed row of the output ring."""
+        while n := lib.rv_spsc_ring_pop(self.ring, self.popped, len(self.popped)):
+            for k in range(n):
+                i = self.popped[k]
+                self._to_row(i, lambda i=i: self._advance(i - self.lo, i))
+            self.slot.env_steps += n
+        return 0
+
+    def _to_row(self, i: int, produce) -> None:
+        """Runs ``produce() -> result`` for env ``i``, then claims the next
+        output row (so rows fill in finishing order: a slow env never holds
+        up a batch it is not in) and writes the result, or the error report
+        if ``produce`` raised. Every claimed row is filled: blocks fill up."""
+        try:
+            result, error = produce(), None
+        except Exception as exc:  # goes back in the row; the other envs go on
+            result = None
+            error = errors.encode_exception(exc, f"in env {i} during send (worker {self.index}, pid {os.getpid()})")
+        row = lib.rv_claim_row(self.header, self.rows)
+        self.env_id[row] = i
+        try:
+            if error is None:
+                self._write(self.async_out, row, i, result)
+        except Exception as exc:  # an info that does not fit its slot, say
+            error = errors.encode_exception(exc, f"in env {i} during send (worker {self.index}, pid {os.getpid()})")
+        if error is not None:
+            self.async_out.info_len[row] = errors.report_into(error, self.async_out.info[row])
+        self.err[row] = error is not None
+        lib.rv_row_done(self.header, self.fills, row, self.batch)
 
     def _request(self):
         return cloudpickle.loads(self.mailbox[: self.slot.cmd_len].tobytes())
@@ -253,14 +302,19 @@ class Worker:
         for j, env in enumerate(self.envs):
             i = self.lo + j
             if mask is not None and not mask[j]:
-                self.info_len[i] = 0
+                self.out.info_len[i] = 0
                 continue
             self._env_index = i
-            obs, info = env.reset(seed=seeds[j], options=options)
-            self.autoreset[j] = False
-            self.obs_io.write_one(i, obs)
-            self._write_info(i, [info])
+            if req.get("rows"):  # async_reset: the results go to the output ring
+                self._to_row(i, lambda j=j: self._reset_one(j, seeds[j], options))
+            else:
+                self._write(self.out, i, i, self._reset_one(j, seeds[j], options))
         return 0
+
+    def _reset_one(self, j: int, seed, options) -> tuple:
+        obs, info = self.envs[j].reset(seed=seed, options=options)
+        self.autoreset[j] = False
+        return obs, 0.0, False, False, [info]
 
     def _call(self) -> int:
         req = self._request()

@@ -5,7 +5,7 @@
  * program (Python, through the same cffi module) and any non-Python worker.
  * shm/FORMAT.md describes every byte; this file is the layout as code.
  *
- *   offset 0            rv_header_t            (RV_HEADER_SIZE bytes)
+ *   offset 0            rv_header_t            (5 cache lines)
  *   header.workers_off  rv_worker_slot_t[num_workers]
  *   header.manifest_off JSON manifest: every array's name, dtype, shape, offset
  *   ...                 arrays, each 64-byte aligned (offsets in the manifest)
@@ -31,6 +31,7 @@ enum rv_cmd {
   RV_CMD_RESET = 2, /* reset; seeds/options/mask in the worker's mailbox */
   RV_CMD_CALL = 3,  /* call/get_attr/set_attr/render; request in mailbox */
   RV_CMD_CLOSE = 4, /* close the envs and exit */
+  RV_CMD_DRAIN = 5, /* async: step/reset the env ids queued in the worker's ring */
 };
 
 /* Worker life states (rv_worker_slot_t.state). */
@@ -105,6 +106,11 @@ typedef struct rv_header {
   uint32_t fault_count;
   uint32_t error_count;
   uint8_t _pad3[RV_CACHE_LINE - 8];
+
+  /* Line 4 - async batches: workers claim output rows, one atomic add each. */
+  uint32_t rows_claimed; /* next output row to claim (mod async ring rows) */
+  uint32_t block_waited; /* the block a sleeping learner waits to see full */
+  uint8_t _pad4[RV_CACHE_LINE - 8];
 } rv_header_t;
 
 #define RV_HEADER_SIZE sizeof(rv_header_t)
@@ -112,9 +118,10 @@ typedef struct rv_header {
 _Static_assert(sizeof(rv_worker_slot_t) == 3 * RV_CACHE_LINE, "slot is 3 lines");
 _Static_assert(offsetof(rv_worker_slot_t, sleeping) == RV_CACHE_LINE, "worker line");
 _Static_assert(offsetof(rv_worker_slot_t, exit_code) == 2 * RV_CACHE_LINE, "reaper line");
-_Static_assert(sizeof(rv_header_t) == 4 * RV_CACHE_LINE, "header is 4 lines");
+_Static_assert(sizeof(rv_header_t) == 5 * RV_CACHE_LINE, "header is 5 lines");
 _Static_assert(offsetof(rv_header_t, learner_heartbeat_ns) == RV_CACHE_LINE, "liveness line");
 _Static_assert(offsetof(rv_header_t, done_count) == 2 * RV_CACHE_LINE, "done line");
 _Static_assert(offsetof(rv_header_t, fault_count) == 3 * RV_CACHE_LINE, "fault line");
+_Static_assert(offsetof(rv_header_t, rows_claimed) == 4 * RV_CACHE_LINE, "async line");
 
 #endif /* RV_LAYOUT_H */

@@ -1,0 +1,123 @@
+"""EnvPool-style asynchronous batches on a pool's segment (learner side).
+
+``send`` writes actions into the env rows, pushes the env ids into their
+workers' SPSC rings and rings each worker's doorbell once (one C call,
+``rv_send``). A worker steps the envs it finds, claims the next row of the
+output ring for each (one atomic add) and writes the results there. The
+ring is cut into blocks of ``batch_size`` rows; ``recv`` waits for the next
+block to fill and hands it over: a batch is assembled in place, in finishing
+order, with no gather copy.
+
+The ring holds ``num_envs + batch_size`` rows at least, and an env has at
+most one step in flight, so a worker never claims a row of a block the
+learner still reads: no worker ever waits for the learner.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import codec, errors
+from ._core import ffi, lib
+
+
+def ring_geometry(num_envs: int, batch_size: int) -> tuple[int, int]:
+    """(blocks, rows) of the output ring."""
+    blocks = -(-num_envs // batch_size) + 1
+    return blocks, blocks * batch_size
+
+
+def ring_capacity(max_envs_per_worker: int) -> int:
+    """Env-id ring slots per worker: a power of two that holds all its envs."""
+    return 1 << max(0, (max_envs_per_worker - 1).bit_length())
+
+
+class AsyncBatches:
+    """The learner's side of send/recv for one pool."""
+
+    def __init__(self, pool, batch_size: int):
+        self.pool, self.batch = pool, batch_size
+        arrays = pool.arrays
+        self.blocks, self.rows = ring_geometry(pool.num_envs, batch_size)
+        self.env_id, self.err = arrays["a.env_id"], arrays["a.err"]
+        self.info, self.info_len = arrays["a.info"], arrays["a.info.len"]
+        self.fills = ffi.cast("uint32_t *", ffi.from_buffer(arrays["a.fill"]))
+        self._rings = [ffi.cast("void *", ffi.from_buffer(arrays["rings"][w])) for w in range(pool.num_workers)]
+        self.rings = ffi.new("void *[]", self._rings)
+        self.worker_of = np.empty(pool.num_envs, np.int64)
+        for w, (lo, hi) in enumerate(pool.ranges):
+            self.worker_of[lo:hi] = w
+        self.running = np.zeros(pool.num_envs, bool)
+        self.in_flight = 0
+        self.next_block = 0
+
+    @staticmethod
+    def init_rings(arrays: dict, capacity: int) -> None:
+        """Learner, before any worker starts: empty rings of ``capacity``."""
+        for ring in arrays["rings"]:
+            if lib.rv_spsc_ring_init(ffi.cast("rv_spsc_ring_t *", ffi.from_buffer(ring)), capacity) != lib.RV_OK:
+                raise ValueError(f"ring capacity {capacity} is not a power of two")
+
+    def send(self, env_ids: np.ndarray) -> None:
+        """Starts a step of each env in ``env_ids`` (validated, actions written)."""
+        workers = self.worker_of[env_ids]
+        order = np.argsort(workers, kind="stable")
+        ids = np.ascontiguousarray(env_ids[order], dtype=np.uint64)
+        used, counts = np.unique(workers[order], return_counts=True)
+        self.pool.count_commands(len(used))
+        rc = lib.rv_send(self.pool.seg.header, self.rings, ffi.from_buffer("uint32_t[]", used.astype(np.uint32)),
+                         ffi.from_buffer("uint32_t[]", counts.astype(np.uint32)), len(used),
+                         ffi.from_buffer("uint64_t[]", ids))
+        if rc != lib.RV_OK:
+            raise RuntimeError("an env-id ring overflowed: rock_vec bug, please report")
+        self.running[env_ids] = True
+        self.in_flight += len(env_ids)
+
+    def restart(self) -> None:
+        """Forgets every row: call only when no worker is touching the ring
+        (after ``pool.quiesce``)."""
+        self.running[:] = False
+        self.in_flight = 0
+        self.next_block = 0
+        self.pool.seg.header.rows_claimed = 0
+        for b in range(self.blocks):
+            lib.rv_release_block(self.fills, b)
+
+    def started_all(self) -> None:
+        """Every env was handed a reset whose results come back as rows."""
+        self.running[:] = True
+        self.in_flight = self.pool.num_envs
+
+    def wait_block(self, timeout: float | None) -> slice:
+        """Waits for the next full block; returns its rows. The block must be
+        given back with ``release`` once read.
+
+        Raises:
+            the first env exception among the block's rows (after releasing it);
+            WorkerDiedError naming the env ids a dead worker had in flight;
+            multiprocessing.TimeoutError.
+        """
+        b = self.next_block
+        self.pool.wait(lambda slice_ns: lib.rv_wait_block(
+            self.pool.seg.header, self.fills, b, self.batch, self.pool.faults_seen, self.pool.spin_ns, slice_ns),
+            timeout, "recv", self._died)
+        rows = slice(b * self.batch, (b + 1) * self.batch)
+        if self.err[rows].any():
+            k = int(np.flatnonzero(self.err[rows])[0])
+            row = rows.start + k
+            report = codec.decode(self.info[row, : self.info_len[row]])
+            self.release(rows)
+            raise errors.restore_exception(report)
+        return rows
+
+    def release(self, rows: slice) -> None:
+        ids = self.env_id[rows]
+        self.running[ids] = False
+        self.in_flight -= len(ids)
+        lib.rv_release_block(self.fills, rows.start // self.batch)
+        self.next_block = (self.next_block + 1) % self.blocks
+
+    def _died(self, w: int) -> str:
+        lo, hi = self.pool.ranges[w]
+        lost = [int(i) for i in np.flatnonzero(self.running[lo:hi]) + lo]
+        return f"with envs {lost} in flight" if lost else "with no env in flight"
