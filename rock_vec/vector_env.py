@@ -276,13 +276,19 @@ class AsyncVectorEnv(VectorEnv):
                     "`options['reset_mask']` must contain a boolean array with at least one True value, "
                     f"got reset_mask={mask}")
             mask = mask.copy()
+        self._send_reset(seeds, [options] * self.num_envs, mask)
+
+    def _send_reset(self, seeds: list, options: list, mask: np.ndarray | None) -> None:
+        """Starts a reset of the envs in ``mask`` (all when None), each with its
+        own seed and options."""
         workers = list(range(self.num_workers)) if mask is None else workers_of(self._pool.ranges, mask)
         try:
             requests = {}
             for w in workers:
                 lo, hi = self._pool.ranges[w]
                 requests[w] = cloudpickle.dumps({
-                    "seeds": seeds[lo:hi], "options": options, "mask": None if mask is None else mask[lo:hi].tolist()})
+                    "seeds": seeds[lo:hi], "options": options[lo:hi],
+                    "mask": None if mask is None else mask[lo:hi].tolist()})
         except Exception as exc:
             raise TypeError(f"reset options cannot be sent to the workers: {exc}") from exc
         self._pool.dispatch(lib.RV_CMD_RESET, workers, requests)
@@ -348,6 +354,9 @@ class AsyncVectorEnv(VectorEnv):
                                           AsyncState.WAITING_STEP.value)
         self._collect(timeout, "step_wait")
         infos = self._read_infos(None)
+        return self._step_results(infos)
+
+    def _step_results(self, infos):
         if self.copy:
             return (self._obs_io.read_batch(True), self._rew.copy(), self._term.copy(),
                     self._trunc.copy(), infos)
@@ -371,8 +380,9 @@ class AsyncVectorEnv(VectorEnv):
                 f"Calling `async_reset` while waiting for a pending call to `{self._state.value}` to complete",
                 str(self._state.value))
         seeds = self._seed_list(seed)
-        request = {"options": options, "mask": None, "rows": True}
-        requests = {w: self._request(dict(request, seeds=seeds[lo:hi])) for w, (lo, hi) in enumerate(self._pool.ranges)}
+        request = {"mask": None, "rows": True}
+        requests = {w: self._request(dict(request, seeds=seeds[lo:hi], options=[options] * (hi - lo)))
+                    for w, (lo, hi) in enumerate(self._pool.ranges)}
         self._pool.quiesce()
         self._batches.restart()
         self._pool.dispatch(lib.RV_CMD_RESET, list(range(self.num_workers)), requests, collect=False)
@@ -594,6 +604,46 @@ class AsyncVectorEnv(VectorEnv):
             return cloudpickle.dumps(payload)
         except Exception as exc:
             raise TypeError(f"arguments of `{payload.get('name')}` cannot be sent to the workers: {exc}") from exc
+
+    def _env_call(self, op: str, name: str, indices: list[int], args: tuple = (), kwargs: dict | None = None,
+                  values: list | None = None) -> list:
+        """One worker op on the envs ``indices`` (in that order); the results
+        of ops that return something, in the same order."""
+        self._assert_is_running()
+        if self._state != AsyncState.DEFAULT:
+            raise errors.AlreadyPendingCallError(
+                f"Calling `{op}` while waiting for a pending call to `{self._state.value}` to complete.",
+                str(self._state.value))
+        ranges = self._pool.ranges
+        per_worker: dict[int, list[int]] = {}
+        for k, i in enumerate(indices):
+            if not 0 <= i < self.num_envs:
+                raise IndexError(f"env index {i} out of range: the pool has envs 0..{self.num_envs - 1}")
+            per_worker.setdefault(int(np.searchsorted([hi for _, hi in ranges], i, side="right")), []).append(k)
+        requests = {
+            w: self._request({"op": op, "name": name, "args": args, "kwargs": kwargs or {},
+                              "envs": [indices[k] for k in ks],
+                              "values": None if values is None else [values[k] for k in ks]})
+            for w, ks in per_worker.items()}
+        self._pool.dispatch(lib.RV_CMD_CALL, sorted(requests), requests)
+        self._state = AsyncState.WAITING_CALL
+        try:
+            self._collect(None, op)
+        finally:
+            self._state = AsyncState.DEFAULT
+        results: list = [None] * len(indices)
+        for w, reply in zip(sorted(requests), self._pool.replies()):
+            if reply is not None:
+                for k, value in zip(per_worker[w], codec.decode(reply)):
+                    results[k] = value
+        return results
+
+    def _env_infos(self) -> list[list[dict]]:
+        """Each env's infos of the last step or reset, unbatched: the dicts
+        the env returned (SAME_STEP: ``{final_obs, final_info}`` then the
+        reset info for an env that ended)."""
+        lengths = self._info_len
+        return [codec.decode(self._info[i, : lengths[i]]) if lengths[i] else [{}] for i in range(self.num_envs)]
 
     def _read_infos(self, mask: np.ndarray | None) -> dict:
         lengths = self._info_len

@@ -306,9 +306,9 @@ class Worker:
                 continue
             self._env_index = i
             if req.get("rows"):  # async_reset: the results go to the output ring
-                self._to_row(i, lambda j=j: self._reset_one(j, seeds[j], options))
+                self._to_row(i, lambda j=j: self._reset_one(j, seeds[j], options[j]))
             else:
-                self._write(self.out, i, i, self._reset_one(j, seeds[j], options))
+                self._write(self.out, i, i, self._reset_one(j, seeds[j], options[j]))
         return 0
 
     def _reset_one(self, j: int, seed, options) -> tuple:
@@ -317,20 +317,38 @@ class Worker:
         return obs, 0.0, False, False, [info]
 
     def _call(self) -> int:
+        """call / get_attr / set_attr / is_wrapped on this worker's envs
+        (``req["envs"]``: the global indices to touch, None for all)."""
         req = self._request()
-        name = req["name"]
+        op, name = req["op"], req["name"]
+        envs = range(self.lo, self.hi) if req.get("envs") is None else req["envs"]
         results = []
-        for j, env in enumerate(self.envs):
-            self._env_index = self.lo + j
-            if req["op"] == "setattr":
-                env.set_wrapper_attr(name, req["values"][j])
-                continue
-            attr = env.get_wrapper_attr(name)
-            results.append(attr(*req["args"], **req["kwargs"]) if callable(attr) else attr)
+        for k, i in enumerate(envs):
+            self._env_index = i
+            env = self.envs[i - self.lo]
+            if op == "call":  # gymnasium: call a method, or read an attribute
+                attr = env.get_wrapper_attr(name)
+                results.append(attr(*req["args"], **req["kwargs"]) if callable(attr) else attr)
+            elif op == "getattr":  # SB3: the attribute as it is
+                results.append(env.get_wrapper_attr(name))
+            elif op == "setattr":  # gymnasium: on the wrapper or env that has it
+                env.set_wrapper_attr(name, req["values"][k])
+            elif op == "setattr_outer":  # SB3: on the outermost wrapper
+                setattr(env, name, req["values"][k])
+            elif op == "hasattr":
+                try:
+                    env.get_wrapper_attr(name)
+                    results.append(True)
+                except AttributeError:
+                    results.append(False)
+            elif op == "is_wrapped":
+                results.append(_is_wrapped(env, req["args"][0]))
+            else:
+                raise ValueError(f"unknown call op {op!r}")
         self._env_index = None
-        if req["op"] == "setattr":
+        if not results:
             return 0
-        return self._reply(results, what=f"the results of call({name!r}) per env")
+        return self._reply(results, what=f"the results of {op}({name!r}) per env")
 
     def _close(self) -> int:
         first = None
@@ -346,6 +364,14 @@ class Worker:
 
     def _unknown(self) -> int:
         raise RuntimeError(f"unknown command {self.slot.cmd}")
+
+
+def _is_wrapped(env, wrapper_class) -> bool:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, wrapper_class):
+            return True
+        env = env.env
+    return False
 
 
 def run(segment_path: str, index: int, env_fns: list | None = None) -> int:

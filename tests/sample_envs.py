@@ -16,6 +16,26 @@ import numpy as np
 from gymnasium import spaces
 
 
+#: One of every space kind, for parametrised tests.
+SPACES = {
+    "box_f32": spaces.Box(-1, 1, (3,), np.float32),
+    "box_u8_image": spaces.Box(0, 255, (6, 5, 3), np.uint8),
+    "box_f64_scalar": spaces.Box(-2, 2, (), np.float64),
+    "box_i16": spaces.Box(-100, 100, (2, 2), np.int16),
+    "discrete": spaces.Discrete(5, start=-2),
+    "multi_discrete": spaces.MultiDiscrete([3, 4, 2]),
+    "multi_binary": spaces.MultiBinary(6),
+    "text": spaces.Text(max_length=7),
+    "dict": spaces.Dict({"pos": spaces.Box(-1, 1, (2,)), "id": spaces.Discrete(4)}),
+    "nested": spaces.Tuple((
+        spaces.Dict({"img": spaces.Box(0, 255, (3, 3), np.uint8), "txt": spaces.Text(5)}),
+        spaces.MultiBinary(2),
+    )),
+    "sequence_codec": spaces.Sequence(spaces.Discrete(3)),
+    "graph_codec": spaces.Graph(node_space=spaces.Box(0, 1, (2,)), edge_space=spaces.Discrete(2)),
+}
+
+
 class SpaceEnv(gym.Env):
     """Observations and actions of any given spaces; episodes of random length.
 

@@ -12,8 +12,8 @@ from gymnasium.error import AlreadyPendingCallError, NoAsyncCallError
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rock_vec
-from sample_envs import FailingEnv, SpaceEnv
-from test_differential import SPACES, assert_same
+from sample_envs import SPACES, FailingEnv, SpaceEnv
+from same import assert_same
 
 
 def per_env_actions(num_envs, steps, space, seed=0):

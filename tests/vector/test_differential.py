@@ -11,25 +11,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rock_vec
-from sample_envs import SpaceEnv
-
-SPACES = {
-    "box_f32": spaces.Box(-1, 1, (3,), np.float32),
-    "box_u8_image": spaces.Box(0, 255, (6, 5, 3), np.uint8),
-    "box_f64_scalar": spaces.Box(-2, 2, (), np.float64),
-    "box_i16": spaces.Box(-100, 100, (2, 2), np.int16),
-    "discrete": spaces.Discrete(5, start=-2),
-    "multi_discrete": spaces.MultiDiscrete([3, 4, 2]),
-    "multi_binary": spaces.MultiBinary(6),
-    "text": spaces.Text(max_length=7),
-    "dict": spaces.Dict({"pos": spaces.Box(-1, 1, (2,)), "id": spaces.Discrete(4)}),
-    "nested": spaces.Tuple((
-        spaces.Dict({"img": spaces.Box(0, 255, (3, 3), np.uint8), "txt": spaces.Text(5)}),
-        spaces.MultiBinary(2),
-    )),
-    "sequence_codec": spaces.Sequence(spaces.Discrete(3)),
-    "graph_codec": spaces.Graph(node_space=spaces.Box(0, 1, (2,)), edge_space=spaces.Discrete(2)),
-}
+from sample_envs import SPACES, SpaceEnv
+from same import assert_same
 
 ACTIONS = {
     "discrete": spaces.Discrete(3),
@@ -37,30 +20,6 @@ ACTIONS = {
     "multi_discrete": spaces.MultiDiscrete([2, 5]),
     "dict": spaces.Dict({"move": spaces.Discrete(4), "force": spaces.Box(0, 1, (1,), np.float64)}),
 }
-
-
-def assert_same(a, b, where):
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {a.keys()} != {b.keys()}"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}[{k!r}]")
-    elif isinstance(a, tuple):
-        assert isinstance(b, tuple) and len(a) == len(b), f"{where}: {a!r} != {b!r}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray), f"{where}: {type(b)}"
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} != {b.dtype}{b.shape}"
-        if a.dtype == object:
-            for i, (x, y) in enumerate(zip(a, b)):
-                assert_same(x, y, f"{where}[{i}]")
-        else:
-            np.testing.assert_array_equal(a, b, err_msg=where)
-    elif isinstance(a, spaces.GraphInstance):
-        for field in ("nodes", "edges", "edge_links"):
-            assert_same(getattr(a, field), getattr(b, field), f"{where}.{field}")
-    else:
-        assert type(a) is type(b) and a == b, f"{where}: {a!r} ({type(a)}) != {b!r} ({type(b)})"
 
 
 def run_both(env_fn, num_envs, autoreset_mode, steps, seed, ref_fn=None, **options):

@@ -12,7 +12,7 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rock_vec
-from test_differential import assert_same
+from same import assert_same
 
 
 def ale():

@@ -1,0 +1,121 @@
+"""The Stable-Baselines3 face: ``RockVecEnv``, a ``VecEnv`` on a rock_vec pool.
+
+    from stable_baselines3.common.env_util import make_vec_env
+    from rock_vec.sb3 import RockVecEnv
+    venv = make_vec_env("CartPole-v1", n_envs=16, vec_env_cls=RockVecEnv)
+    venv = RockVecEnv.from_id("CartPole-v1", 16, envs_per_worker=8)
+
+The pool runs in gymnasium's SAME_STEP autoreset mode, which is SB3's: an env
+that ends is reset in the same step, its last observation goes to
+``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]``
+says whether the end was a truncation. Rewards are float32 and dones bool, as
+``DummyVecEnv`` returns them. Install with ``pip install rock-vec[sb3]``
+(after ``pip install torch==2.13.0`` for the CPU build).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+
+from .vector_env import AsyncVectorEnv, make_vec
+
+
+class RockVecEnv(VecEnv):
+    """A Stable-Baselines3 ``VecEnv`` whose envs run in rock_vec workers.
+
+    Args:
+        env_fns: callables that build the envs (as ``SubprocVecEnv`` takes).
+        start_method: accepted for ``SubprocVecEnv`` compatibility; unused
+            (rock_vec forks its workers from its own fork server).
+        **options: rock_vec options (``envs_per_worker``, ``num_workers``,
+            ``wait_policy``, ``on_worker_failure``, ...).
+    """
+
+    def __init__(self, env_fns: list[Callable[[], gym.Env]], start_method: str | None = None, **options: Any):
+        self._setup(AsyncVectorEnv(env_fns, autoreset_mode=AutoresetMode.SAME_STEP, **options))
+
+    @classmethod
+    def from_id(cls, env_id: str, n_envs: int, **options: Any) -> "RockVecEnv":
+        """``n_envs`` copies of the registered env ``env_id``; ``options`` are
+        rock_vec options and ``gymnasium.make`` kwargs (see ``make_vec``)."""
+        self = cls.__new__(cls)
+        self._setup(make_vec(env_id, n_envs, autoreset_mode=AutoresetMode.SAME_STEP, **options))
+        return self
+
+    def _setup(self, venv: AsyncVectorEnv) -> None:
+        self.venv = venv
+        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+
+    # ---- stepping ----
+
+    def reset(self):
+        options = [o if o else None for o in self._options]
+        self.venv._assert_is_running()
+        self.venv._send_reset(list(self._seeds), options, None)
+        obs, _ = self.venv.reset_wait()
+        self.reset_infos = [infos[0] for infos in self.venv._env_infos()]
+        self._reset_seeds()
+        self._reset_options()
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        self.venv._collect(None, "step_wait")
+        obs, rew, term, trunc, _ = self.venv._step_results(None)
+        dones = term | trunc
+        infos: list[dict] = []
+        for i, env_infos in enumerate(self.venv._env_infos()):
+            if dones[i]:
+                final, self.reset_infos[i] = env_infos
+                info = final["final_info"]
+                info["terminal_observation"] = final["final_obs"]
+            else:
+                info = env_infos[0]
+            info["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
+            infos.append(info)
+        return obs, rew.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    # ---- attributes and methods of the envs ----
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return self.venv._env_call("getattr", attr_name, list(self._get_indices(indices)))
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        targets = list(self._get_indices(indices))
+        self.venv._env_call("setattr_outer", attr_name, targets, values=[value] * len(targets))
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        return self.venv._env_call("call", method_name, list(self._get_indices(indices)), method_args, method_kwargs)
+
+    def has_attr(self, attr_name: str) -> bool:
+        # Asked in the workers: the attribute itself (a method, say) need not travel.
+        return all(self.venv._env_call("hasattr", attr_name, list(range(self.num_envs))))
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return self.venv._env_call("is_wrapped", "", list(self._get_indices(indices)), (wrapper_class,))
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        if self.render_mode != "rgb_array":
+            import warnings
+
+            warnings.warn(
+                f"The render mode is {self.render_mode}, but this method assumes it is `rgb_array` to obtain images.")
+            return [None for _ in range(self.num_envs)]
+        return self.venv._env_call("call", "render", list(range(self.num_envs)))
+
+    def _get_indices(self, indices: VecEnvIndices) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        if isinstance(indices, (int, np.integer)):
+            return [int(indices)]
+        return [int(i) for i in indices]

@@ -1,0 +1,134 @@
+"""rock_vec.sb3.RockVecEnv against SB3's DummyVecEnv, and PPO through it."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+sb3 = pytest.importorskip("stable_baselines3", reason="stable-baselines3 is not installed (pip install -e '.[test]')")
+from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
+from stable_baselines3.common.vec_env import (  # noqa: E402
+    DummyVecEnv, VecFrameStack, VecMonitor, VecNormalize, VecTransposeImage)
+
+from rock_vec.sb3 import RockVecEnv  # noqa: E402
+from sample_envs import SpaceEnv  # noqa: E402
+from sample_envs import SPACES  # noqa: E402
+
+
+def assert_same(a, b, where):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: {a.keys()} != {b.keys()}"
+        for k in a:
+            assert_same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} != {b.dtype}{b.shape}"
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+OBS = {"box": SPACES["box_f32"], "discrete": SPACES["discrete"], "dict": SPACES["dict"]}
+
+
+@pytest.mark.parametrize("obs", list(OBS))
+def test_rock_vec_env_matches_dummy_vec_env_step_by_step(obs):
+    fns = [lambda: SpaceEnv(observation_space=OBS[obs], max_len=5)] * 4
+    ours, ref = RockVecEnv(fns, num_workers=2), DummyVecEnv(fns)
+    try:
+        assert ours.observation_space == ref.observation_space and ours.action_space == ref.action_space
+        for venv in (ours, ref):
+            venv.seed(11)
+            venv.set_options({"level": 2})
+        assert_same(ours.reset(), ref.reset(), "reset")
+        assert_same(ours.reset_infos, ref.reset_infos, "reset_infos")
+        rng = np.random.default_rng(0)
+        for t in range(40):
+            actions = rng.integers(0, 3, 4)
+            ours.step_async(actions)
+            ref.step_async(actions)
+            got, want = ours.step_wait(), ref.step_wait()
+            assert_same(list(got[:3]), list(want[:3]), f"step {t}")
+            assert_same(list(got[3]), list(want[3]), f"step {t} infos")
+            assert_same(ours.reset_infos, ref.reset_infos, f"step {t} reset_infos")
+    finally:
+        ours.close()
+        ref.close()
+
+
+def test_seed_and_options_apply_to_the_next_reset_only():
+    venv = RockVecEnv.from_id("CartPole-v1", 3)
+    try:
+        venv.seed(5)
+        a = venv.reset()
+        b = venv.reset()  # unseeded again
+        venv.seed(5)
+        c = venv.reset()
+        np.testing.assert_array_equal(a, c)
+        assert not np.array_equal(a, b)
+    finally:
+        venv.close()
+
+
+def test_attribute_and_method_calls_take_indices():
+    venv = RockVecEnv([lambda: SpaceEnv(render_mode="rgb_array")] * 4, num_workers=2)
+    try:
+        venv.reset()
+        assert venv.get_attr("max_len") == [8] * 4
+        venv.set_attr("max_len", 3, indices=[1, 3])
+        assert venv.get_attr("max_len") == [8, 3, 8, 3]
+        assert venv.get_attr("max_len", indices=2) == [8]
+        assert venv.env_method("echo", 1, indices=range(1, 3), k=2) == [{"args": [1], "kwargs": {"k": 2}, "t": 0}] * 2
+        assert venv.env_is_wrapped(gym.wrappers.TimeLimit) == [False] * 4
+        assert venv.has_attr("echo") and not venv.has_attr("nope")
+        images = venv.get_images()
+        assert len(images) == 4 and images[0].shape == (4, 6, 3)
+    finally:
+        venv.close()
+
+
+def test_make_vec_env_builds_it_and_sb3_wrappers_work_on_top():
+    venv = make_vec_env("CartPole-v1", n_envs=4, vec_env_cls=RockVecEnv, vec_env_kwargs={"num_workers": 2})
+    try:
+        assert isinstance(venv, RockVecEnv)
+        wrapped = VecMonitor(VecNormalize(VecFrameStack(venv, 2)))
+        obs = wrapped.reset()
+        assert obs.shape == (4, 8)
+        for _ in range(30):
+            obs, rew, done, info = wrapped.step(np.zeros(4, np.int64))
+        assert rew.dtype == np.float32 and done.dtype == bool
+    finally:
+        venv.close()
+
+
+def test_image_envs_work_under_vec_transpose_image():
+    space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+    venv = RockVecEnv([lambda: SpaceEnv(observation_space=space)] * 2)
+    try:
+        wrapped = VecTransposeImage(venv)
+        assert wrapped.reset().shape == (2, 3, 8, 8)
+        obs, *_ = wrapped.step(np.zeros(2, np.int64))
+        assert obs.shape == (2, 3, 8, 8)
+    finally:
+        venv.close()
+
+
+@pytest.mark.slow
+def test_ppo_learns_cartpole_through_rock_vec_env():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    venv = RockVecEnv.from_id("CartPole-v1", 8)
+    try:
+        # RL Zoo's CartPole-v1 PPO hyperparameters.
+        model = PPO("MlpPolicy", venv, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                    ent_coef=0.0, learning_rate=lambda f: f * 1e-3, clip_range=lambda f: f * 0.2, seed=0,
+                    device="cpu", verbose=0)
+        model.learn(total_timesteps=100_000)
+        mean, std = evaluate_policy(model, venv, n_eval_episodes=20, deterministic=True)
+        print(f"PPO on CartPole-v1 through RockVecEnv: mean reward {mean:.1f} +- {std:.1f}")
+        assert mean >= 475
+    finally:
+        venv.close()
