@@ -28,6 +28,7 @@ int rv_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
   /* Relative timeout: FUTEX_WAIT measures it on CLOCK_MONOTONIC. */
   long rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, NULL, 0);
   if (rc == -1 && errno == ETIMEDOUT) return RV_TIMEOUT;
+  if (rc == -1 && (errno == EFAULT || errno == EINVAL)) return RV_ERR; /* a bad word: a bug */
   return RV_OK; /* woken, EAGAIN (value changed) or EINTR: re-check */
 }
 

@@ -25,7 +25,7 @@ uint64_t rv_now_ns(void);
 
 /* Sleep while *word == expected, at most timeout_ns (< 0: no limit).
  * Returns RV_OK when woken or when *word already differed, RV_TIMEOUT at
- * the limit. Spurious wakeups and EINTR return RV_OK: callers re-check
+ * the limit, RV_ERR for an invalid address. Spurious wakeups and EINTR return RV_OK: callers re-check
  * their condition. Any caller; blocks. */
 int rv_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
 

@@ -108,7 +108,16 @@ void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
 }
 
 uint32_t rv_claim_row(rv_header_t *h, uint32_t rows) {
-  return rv_fetch_add_relaxed(&h->rows_claimed, 1) % rows;
+  /* The counter stays below `rows` (a plain modulo would jump when a u32
+   * wraps, since `rows` need not divide 2^32). Acquire: orders our writes to
+   * the row after the learner's release of its block and after the previous
+   * claimer's writes; release: passes our claim on to the next claimer. */
+  uint32_t cur = rv_load_relaxed(&h->rows_claimed), next;
+  do {
+    next = cur + 1 >= rows ? 0 : cur + 1;
+  } while (!__atomic_compare_exchange_n(&h->rows_claimed, &cur, next, 1, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED));
+  return cur;
 }
 
 void rv_row_done(rv_header_t *h, uint32_t *fills, uint32_t row, uint32_t batch) {
@@ -116,7 +125,7 @@ void rv_row_done(rv_header_t *h, uint32_t *fills, uint32_t row, uint32_t batch) 
   /* Release: publishes the row's results; pairs with the acquire load in
    * rv_wait_block. seq_cst for the Dekker pair with learner_sleeping. */
   uint32_t filled = rv_fetch_add_seq_cst(&fills[block * RV_FILL_STRIDE], 1) + 1;
-  if (filled == batch && rv_load_relaxed(&h->block_waited) == block &&
+  if (filled == batch && rv_load_seq_cst(&h->block_waited) == block &&
       rv_load_seq_cst(&h->learner_sleeping)) {
     rv_fetch_add_release(&h->wake_seq, 1);
     rv_futex_wake(&h->wake_seq, INT_MAX);
@@ -129,7 +138,8 @@ int rv_wait_block(rv_header_t *h, uint32_t *fills, uint32_t block, uint32_t batc
   uint64_t start = rv_now_ns();
   uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns + 1;
   uint64_t spin_until = start + (uint64_t)(spin_ns > 0 ? spin_ns : 0);
-  rv_store_relaxed(&h->block_waited, block);
+  /* seq_cst: a worker that sees learner_sleeping must also see this block. */
+  rv_store_seq_cst(&h->block_waited, block);
   for (uint32_t iter = 0;; iter++) {
     if (rv_load_acquire(fill) == batch) return RV_OK;
     if (rv_load_acquire(&h->fault_count) != faults_seen) return RV_FAULT;
@@ -220,6 +230,8 @@ void *rv_heartbeat_start(rv_header_t *h, int64_t period_ns) {
   pthread_mutex_init(&hb->lock, NULL);
   rv_store_release(&h->learner_heartbeat_ns, rv_now_ns());
   if (pthread_create(&hb->thread, NULL, rv_heartbeat_main, hb) != 0) {
+    pthread_cond_destroy(&hb->stop_cv);
+    pthread_mutex_destroy(&hb->lock);
     free(hb);
     return NULL;
   }
