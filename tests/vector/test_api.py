@@ -192,3 +192,15 @@ def test_edge_sizes_work(num_envs, epw):
         assert obs.shape == (num_envs, 4)
     finally:
         envs.close()
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"batch_size": 0}, "batch_size must be an int in"),
+    ({"batch_size": 5}, "batch_size must be an int in"),
+    ({"envs_per_worker": 0}, "envs_per_worker must be a positive int"),
+    ({"num_workers": -1}, "num_workers must be a positive int"),
+    ({"info_bytes": 0}, "info_bytes must be an int >= 64"),
+])
+def test_config_edge_values_raise_clear_errors(options, match):
+    with pytest.raises(ValueError, match=match):
+        rock_vec.make_vec("CartPole-v1", num_envs=4, **options)
