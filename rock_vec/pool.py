@@ -1,8 +1,9 @@
 """The engine every face stands on: a segment, its workers, and the protocol.
 
 ``Pool`` owns one segment and the workers that serve it. It knows nothing
-of gymnasium's call conventions; ``rock_vec.vector_env`` (and later the SB3
-and async faces) turn user calls into ``dispatch`` + ``collect``.
+of gymnasium's call conventions; ``rock_vec.vector_env`` and ``rock_vec.sb3``
+turn user calls into ``dispatch`` + ``collect`` (and ``batches`` into
+send/recv).
 
 Lifetimes: the segment name exists only until the fork server has opened
 it; the learner heartbeat runs in a C thread; the fork server reaps workers
@@ -21,8 +22,8 @@ import numpy as np
 
 from . import codec, errors
 from ._core import ffi, lib
-from .forkserver import ForkServer
 from .batches import AsyncBatches, ring_capacity, ring_geometry
+from .forkserver import ForkServer
 from .layout import Arena, leaves_of, plan_arrays, plan_async_arrays
 from .segment import Segment
 
@@ -95,9 +96,10 @@ class Pool:
         codec_bytes: bytes per env for each observation leaf with no fixed layout.
         mailbox_bytes: bytes per worker for control requests and replies.
         start_timeout: seconds for every worker to build its envs.
+        batch_size: rows per block of the async output ring (default num_envs).
     """
 
-    def __init__(self, *, spec: dict, env_fns=None, spaces_blob: dict | None = None, obs_space, act_space,
+    def __init__(self, *, spec: dict, env_fns=None, obs_space, act_space,
                  num_envs: int, num_workers: int, autoreset_mode: str, wait_policy: str = "auto",
                  on_worker_failure: str = "raise", max_restarts: int = 3, info_bytes: int = 4096,
                  codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20, start_timeout: float = 120.0,

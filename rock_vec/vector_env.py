@@ -87,6 +87,7 @@ class AsyncVectorEnv(VectorEnv):
         info_bytes: bytes per env for one step's info (SAME_STEP default
             grows to hold the final observation).
         start_timeout: seconds allowed for every worker to build its envs.
+        batch_size: envs per :meth:`recv` in the async API (default num_envs).
 
     Raises:
         ValueError: on an argument that cannot apply (e.g. ``worker``).
@@ -191,7 +192,6 @@ class AsyncVectorEnv(VectorEnv):
         self._info, self._info_len = arrays["info"], arrays["info.len"]
         self._state = AsyncState.DEFAULT
         self._reset_mask: np.ndarray | None = None
-        self._call_name = ""
 
     @classmethod
     def _from_id(cls, env_id: str, num_envs: int, env_kwargs: dict, copy: bool, autoreset_mode,
@@ -492,7 +492,6 @@ class AsyncVectorEnv(VectorEnv):
         request = self._request({"op": "call", "name": name, "args": args, "kwargs": kwargs})
         self._pool.dispatch(lib.RV_CMD_CALL, list(range(self.num_workers)),
                             {w: request for w in range(self.num_workers)})
-        self._call_name = name
         self._state = AsyncState.WAITING_CALL
 
     def call_wait(self, timeout: float | None = None) -> tuple[Any, ...]:
