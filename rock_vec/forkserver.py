@@ -247,7 +247,9 @@ class ForkServer:
         # The server must import what the learner can: the same sys.path.
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys, rock_vec.forkserver as f; sys.exit(f.main())",
+            # `-c` puts the cwd first on sys.path: drop it, so rock_vec and the
+            # envs' modules come from where the learner found them.
+            [sys.executable, "-c", "import sys; sys.path.pop(0); import rock_vec.forkserver as f; sys.exit(f.main())",
              "--fd", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
         )
