@@ -1,8 +1,11 @@
 """Fixtures for the pytest-benchmark suites (run: pytest bench/ --benchmark-only).
 
-Each test builds one vector env through ``rock_vec.bench.make_envs`` (the
-builders ``rock-vec bench`` uses), warms it up, benchmarks one batch step,
-and closes it.
+Each test builds one runner's envs through ``rock_vec.bench.make_envs`` (the
+builders ``rock-vec bench`` uses), starts them with the runner's driver
+(``rock_vec.bench.start``: the same reset and actions), warms them up,
+benchmarks one call, and closes them. A call always makes ``num_envs`` env
+steps: one batch step, or ``num_envs / batch_size`` recv/send rounds for the
+async runners, so env steps/s = num_envs / mean for every runner.
 """
 
 from __future__ import annotations
@@ -13,28 +16,35 @@ import pytest
 
 pytest.importorskip("pytest_benchmark", reason="pip install 'rock-vec[bench]'")
 
-from rock_vec.bench import action_batches, make_envs  # noqa: E402
+from rock_vec.bench import make_envs, start, unavailable  # noqa: E402
 
 WARMUP_SECONDS = 0.2
 
 
 @pytest.fixture
 def stepper():
-    """``stepper(runner, workload, num_envs, layout=None)``: a built, reset and
-    warmed-up vector env's one-batch-step function (actions cycle through 16
-    precomputed batches). Every env built is closed after the test."""
+    """``stepper(runner, workload, num_envs, layout=None, batch_size=None)``:
+    a built, started and warmed-up runner's call (``num_envs`` env steps).
+    Skips the test when the runner's optional module is missing. Every env
+    built is drained and closed after the test."""
     built = []
 
-    def build(runner: str, workload: str, num_envs: int, layout: int | None = None):
-        envs = make_envs(runner, workload, num_envs, layout)
-        built.append(envs)
-        actions = action_batches(envs)
-        envs.reset(seed=0)
+    def build(runner: str, workload: str, num_envs: int, layout: int | None = None, batch_size: int | None = None):
+        reason = unavailable(runner)
+        if reason:
+            pytest.skip(reason)
+        envs = make_envs(runner, workload, num_envs, layout, batch_size)
+        drive = start(runner, envs, num_envs, batch_size)
+        built.append((envs, drive))
+        actions, mask, rounds = drive.actions, len(drive.actions) - 1, num_envs // drive.rows
+        round_ = drive.round
         state = {"i": 0}
 
         def step():
-            state["i"] += 1
-            envs.step(actions[state["i"] & 15])
+            i = state["i"]
+            for k in range(i, i + rounds):
+                round_(actions[k & mask])
+            state["i"] = i + rounds
 
         end = time.perf_counter() + WARMUP_SECONDS
         while time.perf_counter() < end:
@@ -43,5 +53,8 @@ def stepper():
         return step
 
     yield build
-    for envs in built:
-        envs.close()
+    for envs, drive in built:
+        try:
+            drive.finish()
+        finally:
+            envs.close()

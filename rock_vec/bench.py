@@ -1,27 +1,52 @@
 """Throughput workloads and runners, shared by ``rock-vec bench`` and bench/.
 
-A *workload* is an env and its kwargs; a *runner* is a way to vectorise it:
+A *workload* is an env and its kwargs; a *runner* is a way to vectorise it,
+driven through one of three APIs (``Runner.api``), each with its own small
+driver (``DRIVERS``):
 
-- ``rock_vec``: ``rock_vec.make_vec`` with a layout (``None``: the default
-  layout; an int: ``envs_per_worker``);
-- ``gym_sync``: ``gymnasium.vector.SyncVectorEnv``;
-- ``gym_async``: ``gymnasium.vector.AsyncVectorEnv(shared_memory=True)``
-  (gymnasium's default start method: fork on Linux).
+- ``vector``, gymnasium's ``VectorEnv.step`` on a whole batch:
 
-Every runner keeps its defaults otherwise (``copy=True``: each step returns
-fresh arrays), and every env is built with ``gymnasium.make``, so all carry
-the same wrappers.
+  - ``rock_vec``: ``rock_vec.make_vec`` with a layout (``None``: the
+    default layout; an int: ``envs_per_worker``);
+  - ``gym_sync``: ``gymnasium.vector.SyncVectorEnv``;
+  - ``gym_async``: ``gymnasium.vector.AsyncVectorEnv(shared_memory=True)``
+    (gymnasium's default start method: fork on Linux);
+  - ``envpool_sync``: ``envpool.make(id, env_type="gymnasium", num_envs=n)``
+    (``batch_size == num_envs``), threads in the learner process;
 
-    from rock_vec.bench import run_suite
+- ``async``, EnvPool-style batches: ``async_reset()``, then ``recv()`` the
+  next ``batch_size`` envs to finish and ``send()`` their actions back:
+
+  - ``rock_vec_async``: ``rock_vec.make_vec(id, n, batch_size=B)``;
+  - ``envpool_async``: ``envpool.make(id, env_type="gymnasium", num_envs=n,
+    batch_size=B)``;
+
+- ``sb3``, Stable-Baselines3's ``VecEnv.step``:
+
+  - ``sb3_rock_vec``: ``rock_vec.sb3.RockVecEnv.from_id`` (with a layout);
+  - ``sb3_subproc``: SB3's ``SubprocVecEnv`` (its default start method);
+  - ``sb3_dummy``: SB3's ``DummyVecEnv``.
+
+Every runner keeps its defaults otherwise (results are fresh arrays), and
+every env but EnvPool's is built with ``gymnasium.make``, so all carry the
+same wrappers. EnvPool and SB3 are optional: ``unavailable(runner)`` says why
+a runner cannot run here, and the suites skip such runners.
+
+One measurement counts *env steps*: a ``vector`` or ``sb3`` round steps
+``num_envs`` envs, an ``async`` round receives ``batch_size`` rows.
+
+    from rock_vec.bench import run_suite, run_preset
     rows = run_suite(["cartpole"], [16], repeats=3, seconds=1.0)
+    rows = run_preset("async", repeats=3, seconds=1.0)   # see SUITES
 """
 
 from __future__ import annotations
 
 import functools
-import os
+import importlib
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -29,6 +54,7 @@ import gymnasium as gym
 import numpy as np
 
 from .synthetic import SYNTHETIC_MAKE_ID
+from .pool import usable_cpus
 from .vector_env import make_vec
 
 
@@ -40,29 +66,188 @@ class Workload:
     env_id: str
     kwargs: dict = field(default_factory=dict)
     description: str = ""
+    #: EnvPool's id of the same env (None: EnvPool has none).
+    envpool_id: str | None = None
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("cartpole", "CartPole-v1", {},
-             "CartPole-v1: 4 float32 obs, a step of a few microseconds; measures per-step overhead"),
+             "CartPole-v1: 4 float32 obs, a step of a few microseconds; measures per-step overhead",
+             envpool_id="CartPole-v1"),
     Workload("atari_like", SYNTHETIC_MAKE_ID, {"obs_shape": (84, 84, 4), "obs_dtype": "uint8"},
              "uint8 (84, 84, 4) frames (28 KiB), no step cost; measures moving Atari-sized observations"),
     Workload("image_f32", SYNTHETIC_MAKE_ID, {"obs_shape": (3, 224, 224), "obs_dtype": "float32"},
              "float32 (3, 224, 224) images (588 KiB), no step cost; measures bandwidth"),
     Workload("busy100", SYNTHETIC_MAKE_ID, {"obs_shape": (4,), "obs_dtype": "float32", "step_us": 100},
              "4 float32 obs, 100 us of busy CPU per step; measures parallel speed-up"),
+    Workload("jitter", SYNTHETIC_MAKE_ID, {"obs_shape": (4,), "obs_dtype": "float32", "step_us": 105,
+                                            "jitter_us": 95},
+             "4 float32 obs, busy CPU drawn uniformly in 10..200 us per step; measures waiting on stragglers"),
 )}
 
+
+# ---------------------------------------------------------------- runners
+
+
+def _rock_vec(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    return make_vec(wl.env_id, num_envs, envs_per_worker=layout, **wl.kwargs)
+
+
+def _rock_vec_async(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    return make_vec(wl.env_id, num_envs, envs_per_worker=layout, batch_size=batch_size, **wl.kwargs)
+
+
+def _env_fns(wl: Workload, num_envs: int) -> list[Callable[[], gym.Env]]:
+    return [functools.partial(gym.make, wl.env_id, **wl.kwargs) for _ in range(num_envs)]
+
+
+def _gym_sync(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    return gym.vector.SyncVectorEnv(_env_fns(wl, num_envs))
+
+
+def _gym_async(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    return gym.vector.AsyncVectorEnv(_env_fns(wl, num_envs), shared_memory=True)
+
+
+def _sb3_rock_vec(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    from .sb3 import RockVecEnv
+
+    return RockVecEnv.from_id(wl.env_id, num_envs, envs_per_worker=layout, **wl.kwargs)
+
+
+def _sb3_subproc(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    return SubprocVecEnv(_env_fns(wl, num_envs))
+
+
+def _sb3_dummy(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    return DummyVecEnv(_env_fns(wl, num_envs))
+
+
+def _envpool(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    import envpool
+
+    with warnings.catch_warnings():
+        # EnvPool builds float64 Box bounds for float32 observations: gymnasium's warning, harmless here.
+        warnings.filterwarnings("ignore", message=".*precision lowered by casting", category=UserWarning)
+        envs = envpool.make(wl.envpool_id, env_type="gymnasium", num_envs=num_envs,
+                            batch_size=num_envs if batch_size is None else batch_size, seed=0)
+        _ = (envs.observation_space, envs.action_space)  # built (and cached) here, under this filter
+    return envs
+
+
+def _no_workers(envs, num_envs: int) -> int | None:
+    return None
+
+
+def _pool_workers(envs, num_envs: int) -> int | None:
+    return envs.num_workers
+
+
+def _sb3_pool_workers(envs, num_envs: int) -> int | None:
+    return envs.venv.num_workers
+
+
+def _one_process_per_env(envs, num_envs: int) -> int | None:
+    return num_envs
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A way to vectorise a workload, and how to drive it.
+
+    Attributes:
+        name: the runner's name (a key of ``RUNNER_SPECS``).
+        api: ``"vector"``, ``"async"`` or ``"sb3"``: the driver in ``DRIVERS``.
+        build: ``build(workload, num_envs, layout, batch_size)`` -> the envs.
+        description: one line for ``--help`` and the README.
+        requires: a module this runner imports (None: always available).
+        ours: one of rock_vec's own faces (built after the peers, which may
+            fork the learner).
+        layouts: accepts rock_vec layouts (``envs_per_worker``).
+        batched: takes a ``batch_size`` (the ``async`` API).
+        seeded: its resets take a seed (EnvPool's seed is fixed at make).
+        action_dtype: the dtype its actions are cast to (None: the space's).
+        needs_envpool_id: runs only workloads that name an EnvPool id.
+        workers: ``workers(envs, num_envs)`` -> worker processes (None:
+            none, it steps in the learner process).
+    """
+
+    name: str
+    api: str
+    build: Callable[[Workload, int, int | None, int | None], Any]
+    description: str
+    requires: str | None = None
+    ours: bool = False
+    layouts: bool = False
+    batched: bool = False
+    seeded: bool = True
+    action_dtype: str | None = None
+    needs_envpool_id: bool = False
+    workers: Callable[[Any, int], int | None] = _no_workers
+
+
+RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
+    Runner("rock_vec", "vector", _rock_vec, "rock_vec.make_vec: VectorEnv.step (default: one worker per usable CPU)",
+           ours=True, layouts=True, workers=_pool_workers),
+    Runner("gym_sync", "vector", _gym_sync, "gymnasium SyncVectorEnv: every env steps in the learner"),
+    Runner("gym_async", "vector", _gym_async,
+           "gymnasium AsyncVectorEnv(shared_memory=True): one process per env (fork)",
+           workers=_one_process_per_env),
+    Runner("rock_vec_async", "async", _rock_vec_async,
+           "rock_vec.make_vec(batch_size=B): async_reset, then recv/send B envs at a time",
+           ours=True, layouts=True, batched=True, workers=_pool_workers),
+    Runner("sb3_rock_vec", "sb3", _sb3_rock_vec, "rock_vec.sb3.RockVecEnv.from_id: SB3 VecEnv.step",
+           requires="stable_baselines3", ours=True, layouts=True, workers=_sb3_pool_workers),
+    Runner("sb3_subproc", "sb3", _sb3_subproc, "SB3 SubprocVecEnv: one process per env (SB3's start method)",
+           requires="stable_baselines3", workers=_one_process_per_env),
+    Runner("sb3_dummy", "sb3", _sb3_dummy, "SB3 DummyVecEnv: every env steps in the learner",
+           requires="stable_baselines3"),
+    Runner("envpool_async", "async", _envpool,
+           "envpool.make(num_envs=N, batch_size=B): C++ threads, async_reset then recv/send",
+           requires="envpool", batched=True, seeded=False, action_dtype="int32", needs_envpool_id=True),
+    Runner("envpool_sync", "vector", _envpool, "envpool.make(num_envs=N): C++ threads, step on the whole batch",
+           requires="envpool", seeded=False, action_dtype="int32", needs_envpool_id=True),
+)}
+
+#: The runners of the default (``gym``) suite.
 RUNNERS = ("rock_vec", "gym_sync", "gym_async")
+#: Every row gets ``vs_<peer>`` for these (None where the peer did not run).
 PEERS = ("gym_sync", "gym_async")
 #: Layouts a sweep tries: the default, then envs_per_worker values (each
 #: capped at num_envs by ``layouts_for``).
 SWEEP_LAYOUTS = (None, 1, 2, 4, 8, 16, 32)
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0))
+def _runner(runner: str | Runner) -> Runner:
+    if isinstance(runner, Runner):
+        return runner
+    try:
+        return RUNNER_SPECS[runner]
+    except KeyError:
+        raise ValueError(f"unknown runner {runner!r}; choose from {', '.join(RUNNER_SPECS)}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _import_error(module: str) -> str | None:
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        if getattr(exc, "name", None) == module:
+            return f"{module} is not installed"
+        return f"{module} does not import: {exc}"
+    except Exception as exc:  # a broken install: report it, never crash the suite
+        return f"{module} does not import: {type(exc).__name__}: {exc}"
+    return None
+
+
+def unavailable(runner: str | Runner) -> str | None:
+    """Why ``runner`` cannot run here (its optional module does not import), or None."""
+    spec = _runner(runner)
+    return None if spec.requires is None else _import_error(spec.requires)
 
 
 def layout_label(layout: int | None) -> str:
@@ -98,98 +283,333 @@ def _workload(workload: str | Workload) -> Workload:
         raise ValueError(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}") from None
 
 
-def _rock_vec_envs(wl: Workload, num_envs: int, layout: int | None):
-    return make_vec(wl.env_id, num_envs, envs_per_worker=layout, **wl.kwargs)
+def check_case(runner: str | Runner, workload: str | Workload, num_envs: int, layout: int | None = None,
+               batch_size: int | None = None) -> None:
+    """Raises ValueError if ``runner`` cannot run this case (whatever is installed)."""
+    spec, wl = _runner(runner), _workload(workload)
+    if layout is not None and not spec.layouts:
+        raise ValueError(f"layout applies to rock_vec's runners only, not {spec.name}")
+    if spec.batched:
+        if batch_size is None:
+            raise ValueError(f"{spec.name} needs a batch_size")
+        if not 0 < batch_size <= num_envs or num_envs % batch_size:
+            raise ValueError(f"{spec.name}: batch_size must divide num_envs, got batch_size={batch_size} "
+                             f"for {num_envs} envs")
+    elif batch_size is not None:
+        raise ValueError(f"batch_size applies to async runners only, not {spec.name}")
+    if spec.needs_envpool_id and wl.envpool_id is None:
+        raise ValueError(f"{spec.name}: EnvPool has no version of workload {wl.name!r} "
+                         f"(workloads with one: {', '.join(w.name for w in WORKLOADS.values() if w.envpool_id)})")
 
 
-def make_envs(runner: str, workload: str | Workload, num_envs: int, layout: int | None = None) -> gym.vector.VectorEnv:
-    """Builds ``runner``'s vector env of ``num_envs`` copies of ``workload``.
+def make_envs(runner: str | Runner, workload: str | Workload, num_envs: int, layout: int | None = None,
+              batch_size: int | None = None):
+    """Builds ``runner``'s vectorised ``num_envs`` copies of ``workload``.
 
     Args:
-        runner: one of ``RUNNERS``.
+        runner: a name in ``RUNNER_SPECS`` (or a ``Runner``).
         workload: a name in ``WORKLOADS`` or a ``Workload``.
         num_envs: number of sub-environments.
-        layout: rock_vec only: ``None`` (default layout) or envs_per_worker.
+        layout: runners with ``layouts`` only: ``None`` (default layout) or
+            envs_per_worker.
+        batch_size: batched (async) runners only, and required there: the
+            envs per ``recv``; it must divide ``num_envs``.
 
     Raises:
-        ValueError: on an unknown runner or workload, or a layout given to a
-            runner other than rock_vec.
+        ValueError: see ``check_case``.
+        ImportError: the runner's optional module is missing.
     """
-    wl = _workload(workload)
-    if runner not in RUNNERS:
-        raise ValueError(f"unknown runner {runner!r}; choose from {', '.join(RUNNERS)}")
-    if runner == "rock_vec":
-        return _rock_vec_envs(wl, num_envs, layout)
-    if layout is not None:
-        raise ValueError(f"layout applies to rock_vec only, not {runner}")
-    fns = [functools.partial(gym.make, wl.env_id, **wl.kwargs) for _ in range(num_envs)]
-    if runner == "gym_sync":
-        return gym.vector.SyncVectorEnv(fns)
-    return gym.vector.AsyncVectorEnv(fns, shared_memory=True)
+    spec, wl = _runner(runner), _workload(workload)
+    check_case(spec, wl, num_envs, layout, batch_size)
+    return spec.build(wl, num_envs, layout, batch_size)
+
+
+# ---------------------------------------------------------------- drivers
+
+
+def sample_actions(space: gym.Space, rows: int, count: int = 16, seed: int = 0, dtype: str | None = None) -> np.ndarray:
+    """``count`` batches of ``rows`` valid actions of the single-env
+    ``space``, stacked: shape (count, rows, ...)."""
+    space.seed(seed)
+    out = np.stack([np.stack([np.asarray(space.sample()) for _ in range(rows)]) for _ in range(count)])
+    return out if dtype is None else out.astype(dtype)
 
 
 def action_batches(envs: gym.vector.VectorEnv, count: int = 16, seed: int = 0) -> np.ndarray:
-    """``count`` batches of valid actions, stacked: shape (count, num_envs, ...)."""
+    """``count`` batches of valid actions of a gymnasium VectorEnv, stacked:
+    shape (count, num_envs, ...)."""
     space = envs.action_space
     space.seed(seed)
     return np.stack([np.asarray(space.sample()) for _ in range(count)])
 
 
-def measure(envs: gym.vector.VectorEnv, seconds: float, warmup: float | None = None, seed: int = 0) -> float:
-    """Env steps per second of ``envs`` (batch steps x num_envs).
+@dataclass
+class Drive:
+    """A started runner: call ``round(actions[i])`` again and again, then ``finish()``.
 
-    Resets, steps for ``warmup`` seconds (default: a quarter of ``seconds``,
-    0.1 to 0.5 s), then counts batch steps for ``seconds`` of wall time. The
-    env stays open: the caller closes it (see ``measure_once``).
+    Attributes:
+        round: one round of the runner's API, given one batch of actions.
+        actions: (count, rows, ...) valid action batches to cycle through
+            (count is a power of two).
+        rows: env steps one round makes.
+        finish: leaves nothing running (the envs can be reset or closed).
+    """
+
+    round: Callable[[np.ndarray], Any]
+    actions: np.ndarray
+    rows: int
+    finish: Callable[[], None] = lambda: None
+
+
+def _drive_vector(envs, num_envs: int, batch_size: int | None, seed: int | None, dtype: str | None) -> Drive:
+    """gymnasium's VectorEnv (and EnvPool's sync mode): ``step`` on every env."""
+    if seed is None:
+        envs.reset()
+    else:
+        envs.reset(seed=seed)
+    actions = sample_actions(envs.single_action_space, num_envs, seed=seed or 0, dtype=dtype)
+    return Drive(envs.step, actions, num_envs)
+
+
+def _drive_async(envs, num_envs: int, batch_size: int | None, seed: int | None, dtype: str | None) -> Drive:
+    """EnvPool-style batches: ``recv`` the next ``batch_size`` envs, ``send``
+    their actions. Every env is in flight between rounds; ``finish`` receives
+    them all."""
+    if batch_size is None or num_envs % batch_size:
+        raise ValueError(f"the async API needs a batch_size that divides num_envs={num_envs}, got {batch_size!r}")
+    if seed is None:
+        envs.async_reset()
+    else:
+        envs.async_reset(seed=seed)
+    recv, send = envs.recv, envs.send
+
+    def round_(actions: np.ndarray) -> None:
+        send(actions, recv()[4]["env_id"])
+
+    def finish() -> None:
+        for _ in range(num_envs // batch_size):
+            recv()
+
+    actions = sample_actions(envs.single_action_space, batch_size, seed=seed or 0, dtype=dtype)
+    return Drive(round_, actions, batch_size, finish)
+
+
+def _drive_sb3(envs, num_envs: int, batch_size: int | None, seed: int | None, dtype: str | None) -> Drive:
+    """Stable-Baselines3's VecEnv: ``step`` (step_async + step_wait) on every env."""
+    if seed is not None:
+        envs.seed(seed)
+    envs.reset()
+    actions = sample_actions(envs.action_space, num_envs, seed=seed or 0, dtype=dtype)
+    return Drive(envs.step, actions, num_envs)
+
+
+DRIVERS: dict[str, Callable[..., Drive]] = {"vector": _drive_vector, "async": _drive_async, "sb3": _drive_sb3}
+
+
+def start(runner: str | Runner, envs, num_envs: int, batch_size: int | None = None, seed: int = 0) -> Drive:
+    """Resets ``envs`` (built by ``make_envs``) the way ``runner``'s API does and returns its ``Drive``."""
+    spec = _runner(runner)
+    return DRIVERS[spec.api](envs, num_envs, batch_size, seed if spec.seeded else None, spec.action_dtype)
+
+
+def _timed(round_: Callable[[np.ndarray], Any], actions: np.ndarray, seconds: float, warmup: float) -> tuple[int, float]:
+    """Rounds run in ``seconds`` of wall time after ``warmup`` seconds, and the exact time taken."""
+    mask = len(actions) - 1  # len is a power of two
+    clock = time.perf_counter
+    end = clock() + warmup
+    i = 0
+    while clock() < end:
+        round_(actions[i & mask])
+        i += 1
+    rounds = 0
+    start = clock()
+    end = start + seconds
+    while True:
+        round_(actions[rounds & mask])
+        rounds += 1
+        now = clock()
+        if now >= end:
+            break
+    return rounds, now - start
+
+
+def measure(envs, seconds: float, warmup: float | None = None, seed: int = 0, *,
+            runner: str | Runner = "rock_vec", batch_size: int | None = None) -> float:
+    """Env steps per second of ``envs``, built by ``make_envs(runner, ...)``.
+
+    Starts the runner's driver (a reset), runs rounds for ``warmup`` seconds
+    (default: a quarter of ``seconds``, 0.1 to 0.5 s), then counts rounds for
+    ``seconds`` of wall time; env steps = rounds x rows per round (num_envs,
+    or batch_size for the async API). Async envs are drained after the
+    timing. The envs stay open: the caller closes them (see ``measure_once``).
     """
     if seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
     if warmup is None:
         warmup = min(0.5, max(0.1, seconds / 4))
-    actions = action_batches(envs, seed=seed)
-    mask = len(actions) - 1  # len is a power of two
-    step = envs.step
-    envs.reset(seed=seed)
-    clock = time.perf_counter
-    end = clock() + warmup
-    i = 0
-    while clock() < end:
-        step(actions[i & mask])
-        i += 1
-    steps = 0
-    start = clock()
-    end = start + seconds
-    while True:
-        step(actions[steps & mask])
-        steps += 1
-        now = clock()
-        if now >= end:
-            break
-    return steps * envs.num_envs / (now - start)
+    drive = start(runner, envs, envs.num_envs, batch_size, seed)
+    rounds, elapsed = _timed(drive.round, drive.actions, seconds, warmup)
+    drive.finish()
+    return rounds * drive.rows / elapsed
 
 
 def measure_once(runner: str, workload: str | Workload, num_envs: int, layout: int | None = None,
-                 seconds: float = 1.0, warmup: float | None = None) -> float:
-    """Builds, measures (``measure``) and closes one vector env."""
-    envs = make_envs(runner, workload, num_envs, layout)
+                 seconds: float = 1.0, warmup: float | None = None, batch_size: int | None = None) -> float:
+    """Builds, measures (``measure``) and closes one runner's envs."""
+    envs = make_envs(runner, workload, num_envs, layout, batch_size)
     try:
-        return measure(envs, seconds, warmup)
+        return measure(envs, seconds, warmup, runner=runner, batch_size=batch_size)
     finally:
         envs.close()
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a and b else None
+# ---------------------------------------------------------------- suites
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runners measured side by side, interleaved, on one workload and size.
+
+    Attributes:
+        workload, num_envs: what every runner vectorises.
+        runners: in the order rows are reported.
+        batch_size: for the batched (async) runners.
+        layouts: rock_vec layouts for runners that take them (see ``layouts_for``).
+        peer: each row's ``vs_peer`` is its steps/s over this runner's.
+        targets: {runner: the least ``vs_peer`` it should reach}.
+    """
+
+    workload: str
+    num_envs: int
+    runners: tuple[str, ...]
+    batch_size: int | None = None
+    layouts: tuple[int | None, ...] = (None,)
+    peer: str | None = None
+    targets: dict = field(default_factory=dict)
+
+    def label(self) -> str:
+        return f"{self.workload} x{self.num_envs}" + (f" batch {self.batch_size}" if self.batch_size else "")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    groups: tuple[Group, ...]
+
+
+SUITES: dict[str, Suite] = {s.name: s for s in (
+    Suite("async", "jitter (10..200 us steps) x64: rock_vec async batches of 16 vs rock_vec's sync step "
+                   "(target >= 1.3x); gym_async for reference",
+          (Group("jitter", 64, ("rock_vec_async", "rock_vec", "gym_async"), batch_size=16, peer="rock_vec",
+                 targets={"rock_vec_async": 1.3}),)),
+    Suite("sb3", "CartPole-v1 x16 through SB3's VecEnv.step: RockVecEnv vs SubprocVecEnv (target >= 8x); "
+                 "DummyVecEnv for reference",
+          (Group("cartpole", 16, ("sb3_rock_vec", "sb3_subproc", "sb3_dummy"), peer="sb3_subproc",
+                 targets={"sb3_rock_vec": 8.0}),)),
+    Suite("envpool", "CartPole-v1, for reference: EnvPool async (x64, batch 16) next to rock_vec async, "
+                     "EnvPool sync (x16) next to rock_vec's step",
+          (Group("cartpole", 64, ("rock_vec_async", "envpool_async"), batch_size=16, peer="envpool_async"),
+           Group("cartpole", 16, ("rock_vec", "envpool_sync"), peer="envpool_sync"))),
+)}
+
+
+def _cases(group: Group) -> list[tuple[Runner, int | None]]:
+    """(runner, layout) pairs of ``group`` that can run here, peers first
+    (gym_async forks the learner: best before rock_vec pools exist)."""
+    cases = []
+    for name in group.runners:
+        spec = _runner(name)
+        if unavailable(spec):
+            continue
+        for layout in (layouts_for(group.layouts, group.num_envs) if spec.layouts else [None]):
+            cases.append((spec, layout))
+    return sorted(cases, key=lambda c: c[0].ours)
+
+
+def _check_group(group: Group) -> None:
+    _workload(group.workload)
+    for name in group.runners:
+        spec = _runner(name)
+        check_case(spec, group.workload, group.num_envs, None, group.batch_size if spec.batched else None)
+    for name in (group.peer, *group.targets):
+        if name is not None and name not in group.runners:
+            raise ValueError(f"{name} is a peer or target of group {group.label()} but not one of its runners")
+
+
+def run_groups(groups: Sequence[Group], repeats: int = 3, seconds: float = 2.0, warmup: float | None = None,
+               progress: Callable[[str], Any] | None = None) -> list[dict]:
+    """Measures every runner of every group ``repeats`` times.
+
+    For each group every runner (and layout) is built once; then each repeat
+    measures all of them in turn (the order rotates per repeat), so slow
+    drifts of a noisy machine spread over all runners. Runners whose
+    optional module is missing are skipped (see ``unavailable``); ``progress``
+    gets a line saying so.
+
+    Returns:
+        One dict per measured (group, runner, layout), in group order, then
+        in the group's runner order: ``group`` (``Group.label()``),
+        ``workload, num_envs, runner, api,
+        batch_size`` (None for unbatched runners), ``layout`` (label, or None
+        for runners without layouts), ``num_workers`` (worker processes; None
+        when the envs step in the learner process), ``steps_per_s``
+        (median), ``samples``, ``vs_gym_sync`` and ``vs_gym_async`` (this
+        row's median over that peer's, None when the peer was not run),
+        ``peer`` and ``vs_peer`` (the group's peer and the ratio to it, None
+        without one), ``target`` and ``target_met`` (None without a target),
+        and for runners with layouts ``best`` (True on the fastest layout of
+        that runner in its group).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
+    for group in groups:
+        _check_group(group)
+    if progress:
+        for name in dict.fromkeys(r for g in groups for r in g.runners):
+            if unavailable(name):
+                progress(f"skipping {name}: {unavailable(name)}")
+    total = repeats * sum(len(_cases(g)) for g in groups)
+    done = 0
+    rows: list[dict] = []
+    for group in groups:
+        w, n = group.workload, group.num_envs
+        entries: list[dict] = []  # one per vectorised envs to measure
+        try:
+            for spec, layout in _cases(group):
+                batch = group.batch_size if spec.batched else None
+                envs = make_envs(spec, w, n, layout, batch)
+                entries.append({"runner": spec.name, "spec": spec, "layout": layout, "batch_size": batch,
+                                "envs": envs, "num_workers": spec.workers(envs, n), "samples": []})
+            built = len(entries)
+            entries = _drop_duplicate_layouts(entries)
+            total -= repeats * (built - len(entries))
+            if not entries:
+                continue
+            for rep in range(repeats):
+                shift = rep % len(entries)
+                for e in entries[shift:] + entries[:shift]:
+                    rate = measure(e["envs"], seconds, warmup, seed=rep, runner=e["spec"],
+                                   batch_size=e["batch_size"])
+                    e["samples"].append(rate)
+                    done += 1
+                    if progress:
+                        label = e["runner"] + (f" {layout_label(e['layout'])}" if e["spec"].layouts else "")
+                        progress(f"[{done}/{total}] {group.label()} {label}: {rate:,.0f} steps/s "
+                                 f"(repeat {rep + 1}/{repeats})")
+        finally:
+            for e in entries:
+                e["envs"].close()
+        rows.extend(_summarise(group, entries))
+    return rows
 
 
 def run_suite(workloads: Sequence[str], env_counts: Sequence[int], repeats: int = 3, seconds: float = 2.0,
               layouts: Sequence[int | None] | None = None, runners: Sequence[str] = RUNNERS,
-              warmup: float | None = None, progress: Callable[[str], Any] | None = None) -> list[dict]:
-    """Measures every (workload, num_envs, runner[, layout]) ``repeats`` times.
-
-    For each (workload, num_envs) every vector env is built once; then each
-    repeat measures all of them in turn (the order rotates per repeat), so
-    slow drifts of a noisy machine spread over all runners.
+              warmup: float | None = None, progress: Callable[[str], Any] | None = None,
+              batch_size: int | None = None) -> list[dict]:
+    """Measures every (workload, num_envs, runner[, layout]) ``repeats`` times
+    (``run_groups`` on one group per (workload, num_envs)).
 
     Args:
         workloads: names in ``WORKLOADS``.
@@ -199,104 +619,91 @@ def run_suite(workloads: Sequence[str], env_counts: Sequence[int], repeats: int 
         layouts: rock_vec layouts (None: default, int: envs_per_worker),
             filtered per num_envs by ``layouts_for``. Default: ``[None]``;
             ``SWEEP_LAYOUTS`` sweeps.
-        runners: a subset of ``RUNNERS``.
+        runners: names in ``RUNNER_SPECS``; rows come in that table's order
+            (rock_vec first). Missing optional ones are skipped.
         warmup: seconds of warm-up per measurement (see ``measure``).
         progress: called with a line of text after each measurement.
+        batch_size: for async runners (required if any is given).
 
     Returns:
-        One dict per (workload, num_envs, runner, layout), in order:
-        ``workload, num_envs, runner, layout`` (label, or None for peers),
-        ``num_workers`` (worker processes; None for gym_sync), ``steps_per_s`` (median), ``samples``,
-        ``vs_gym_sync`` and ``vs_gym_async`` (this row's median over that
-        peer's, None when the peer was not run), and for rock_vec rows
-        ``best`` (True on the fastest rock_vec layout of its group).
+        See ``run_groups``; ``peer``, ``vs_peer`` and ``target`` are None.
     """
     for w in workloads:
         _workload(w)
-    for r in runners:
-        if r not in RUNNERS:
-            raise ValueError(f"unknown runner {r!r}; choose from {', '.join(RUNNERS)}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
-    layouts = [None] if layouts is None else list(layouts)
-    total = len(workloads) * repeats * sum(
-        len([r for r in runners if r != "rock_vec"])
-        + ("rock_vec" in runners) * len(layouts_for(layouts, n)) for n in env_counts)
-    done = 0
-    rows: list[dict] = []
-    for w in workloads:
-        for n in env_counts:
-            entries: list[dict] = []  # one per vector env to measure
-            try:
-                # Peers first: gym_async forks the learner, best before rock_vec pools exist.
-                for r in sorted(runners, key=lambda r: r == "rock_vec"):
-                    for layout in (layouts_for(layouts, n) if r == "rock_vec" else [None]):
-                        envs = make_envs(r, w, n, layout)
-                        entries.append({"runner": r, "layout": layout, "envs": envs,
-                                        "num_workers": _num_workers(r, envs), "samples": []})
-                built = len(entries)
-                entries = _drop_duplicate_layouts(entries)
-                total -= repeats * (built - len(entries))
-                for rep in range(repeats):
-                    shift = rep % len(entries)
-                    for e in entries[shift:] + entries[:shift]:
-                        rate = measure(e["envs"], seconds, warmup, seed=rep)
-                        e["samples"].append(rate)
-                        done += 1
-                        if progress:
-                            label = e["runner"] + (f" {layout_label(e['layout'])}" if e["runner"] == "rock_vec" else "")
-                            progress(f"[{done}/{total}] {w} x{n} {label}: {rate:,.0f} steps/s "
-                                     f"(repeat {rep + 1}/{repeats})")
-            finally:
-                for e in entries:
-                    e["envs"].close()
-            rows.extend(_summarise(w, n, entries))
+    order = list(RUNNER_SPECS)
+    runners = sorted(dict.fromkeys(_runner(r).name for r in runners), key=order.index)
+    layouts = (None,) if layouts is None else tuple(layouts)
+    groups = [Group(w, n, tuple(runners), batch_size if any(_runner(r).batched for r in runners) else None,
+                    layouts) for w in workloads for n in env_counts]
+    if batch_size is not None and not any(_runner(r).batched for r in runners):
+        raise ValueError(f"batch_size applies to async runners only "
+                         f"({', '.join(r.name for r in RUNNER_SPECS.values() if r.batched)})")
+    return run_groups(groups, repeats, seconds, warmup, progress)
+
+
+def run_preset(suite: str, repeats: int = 3, seconds: float = 2.0, warmup: float | None = None,
+               progress: Callable[[str], Any] | None = None) -> list[dict]:
+    """Runs the groups of ``SUITES[suite]``; each row also gets ``suite``."""
+    try:
+        spec = SUITES[suite]
+    except KeyError:
+        raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}") from None
+    rows = run_groups(spec.groups, repeats, seconds, warmup, progress)
+    for r in rows:
+        r["suite"] = suite
     return rows
 
 
-def _num_workers(runner: str, envs) -> int | None:
-    """Worker processes behind ``envs`` (None: none, it steps in the learner)."""
-    if runner == "rock_vec":
-        return envs.num_workers
-    return envs.num_envs if runner == "gym_async" else None
-
-
 def _drop_duplicate_layouts(entries: list[dict]) -> list[dict]:
-    """Closes rock_vec envs whose worker count repeats an earlier layout's
-    (same count, same split), should ``layouts_for`` have missed one."""
+    """Closes envs of a runner whose worker count repeats one of its earlier
+    layouts' (same count, same split), should ``layouts_for`` have missed one."""
     kept, seen = [], set()
     for e in entries:
-        if e["runner"] == "rock_vec":
-            workers = e["num_workers"]
-            if workers in seen:
+        if e["spec"].layouts:
+            key = (e["runner"], e["num_workers"])
+            if key in seen:
                 e["envs"].close()
                 continue
-            seen.add(workers)
+            seen.add(key)
         kept.append(e)
     return kept
 
 
-def _summarise(workload: str, num_envs: int, entries: list[dict]) -> list[dict]:
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _summarise(group: Group, entries: list[dict]) -> list[dict]:
     rows = []
-    for e in sorted(entries, key=lambda e: RUNNERS.index(e["runner"])):  # rock_vec rows first
+    for e in sorted(entries, key=lambda e: group.runners.index(e["runner"])):
         rows.append({
-            "workload": workload, "num_envs": num_envs, "runner": e["runner"],
-            "layout": layout_label(e["layout"]) if e["runner"] == "rock_vec" else None,
+            "group": group.label(), "workload": group.workload, "num_envs": group.num_envs, "runner": e["runner"],
+            "api": e["spec"].api, "batch_size": e["batch_size"],
+            "layout": layout_label(e["layout"]) if e["spec"].layouts else None,
             "num_workers": e["num_workers"],
             "steps_per_s": statistics.median(e["samples"]), "samples": e["samples"],
         })
-    peers = {r["runner"]: r["steps_per_s"] for r in rows if r["runner"] in PEERS}
-    ours = [r for r in rows if r["runner"] == "rock_vec"]
-    best = max(ours, key=lambda r: r["steps_per_s"]) if ours else None
+    # A peer measured in several layouts (a sweep) counts with its default one.
+    medians = {}
+    for r in rows:
+        medians.setdefault(r["runner"], r["steps_per_s"])
+    best: dict[str, dict] = {}
+    for r in rows:
+        if r["layout"] is not None and (r["runner"] not in best or r["steps_per_s"] > best[r["runner"]]["steps_per_s"]):
+            best[r["runner"]] = r
     for r in rows:
         for p in PEERS:
-            r[f"vs_{p}"] = _ratio(r["steps_per_s"], peers.get(p))
-        if r["runner"] == "rock_vec":
-            r["best"] = r is best
+            r[f"vs_{p}"] = _ratio(r["steps_per_s"], medians.get(p))
+        r["peer"] = group.peer
+        r["vs_peer"] = _ratio(r["steps_per_s"], medians.get(group.peer)) if group.peer else None
+        r["target"] = group.targets.get(r["runner"])
+        r["target_met"] = None if r["target"] is None or r["vs_peer"] is None else r["vs_peer"] >= r["target"]
+        if r["layout"] is not None:
+            r["best"] = r is best[r["runner"]]
     return rows
 
 
 def quick_settings() -> dict:
-    """What ``rock-vec bench --quick`` runs."""
+    """What ``rock-vec bench --quick`` runs (the gym suite; with ``--suite``, its repeats and seconds)."""
     return {"workloads": ["cartpole", "atari_like"], "env_counts": [16], "repeats": 3, "seconds": 1.0,
             "layouts": [None]}

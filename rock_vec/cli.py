@@ -2,6 +2,7 @@
 
     rock-vec bench --quick                 # about half a minute
     rock-vec bench --workloads cartpole --envs 4,16,64 --sweep --json out.json
+    rock-vec bench --suite async,sb3,envpool --repeats 5 --seconds 3
     rock-vec clean --dry-run
 
 Exit codes: 0 done, 1 failed, 2 usage error.
@@ -56,32 +57,55 @@ def _positive(kind: Callable[[str], object]):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .bench import WORKLOADS
+    from .bench import RUNNER_SPECS, RUNNERS, SUITES, WORKLOADS
 
     parser = argparse.ArgumentParser(prog="rock-vec", description="rock_vec tools: throughput benchmark, cleanup.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    suites = ("gym", *SUITES)
     bench = sub.add_parser(
-        "bench", help="measure steps/s of rock_vec against gymnasium's vector envs",
-        description="Measures env steps per second of rock_vec, gymnasium's SyncVectorEnv and "
-                    "AsyncVectorEnv(shared_memory=True) on the same workloads, interleaved, and prints "
-                    "medians and ratios. Workloads: "
-                    + "; ".join(f"{w.name}: {w.description}" for w in WORKLOADS.values()))
+        "bench", help="measure steps/s of rock_vec against gymnasium's vector envs, SB3 and EnvPool",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Measures env steps per second of several runners on the same workloads, interleaved, and "
+                    "prints medians and ratios.\n\n"
+                    "Suites (--suite):\n"
+                    "  gym: rock_vec, gymnasium's SyncVectorEnv and AsyncVectorEnv(shared_memory=True) on "
+                    "--workloads x --envs\n      (default: all x 4,16,64); ratios vs_sync, vs_async\n"
+                    + "".join(f"  {s.name}: {s.description}\n" for s in SUITES.values())
+                    + "  The async, sb3 and envpool suites run fixed groups and print vs_peer, the ratio to "
+                      "each group's peer,\n  and whether a target is met. Runners whose optional module "
+                      "(stable_baselines3, envpool)\n  is missing are skipped with a note.\n\n"
+                    "Workloads:\n" + "".join(f"  {w.name}: {w.description}\n" for w in WORKLOADS.values())
+                    + "\nRunners (--runners, gym suite):\n"
+                    + "".join(f"  {r.name}: {r.description}\n" for r in RUNNER_SPECS.values())
+                    + "\nExamples:\n"
+                      "  rock-vec bench --quick\n"
+                      "  rock-vec bench --suite async,sb3,envpool --repeats 5 --seconds 3\n"
+                      "  rock-vec bench --workloads jitter --envs 64 --runners rock_vec,rock_vec_async,gym_async "
+                      "--batch-size 16")
+    bench.add_argument("--suite", type=_csv(str, suites), metavar="LIST",
+                       help=f"comma-separated, from {','.join(suites)} (default: gym)")
     bench.add_argument("--quick", action="store_true",
-                       help="cartpole and atari_like at 16 envs, 1 s per measurement, 3 repeats "
-                            "(options given explicitly still apply)")
+                       help="gym suite: cartpole and atari_like at 16 envs; any suite: 1 s per measurement, "
+                            "3 repeats (options given explicitly still apply)")
     bench.add_argument("--workloads", type=_csv(str, list(WORKLOADS)), metavar="LIST",
-                       help=f"comma-separated, from {','.join(WORKLOADS)} (default: all)")
-    bench.add_argument("--envs", type=_csv(int), metavar="LIST", help="numbers of envs (default: 4,16,64)")
+                       help=f"gym suite: comma-separated, from {','.join(WORKLOADS)} (default: all)")
+    bench.add_argument("--envs", type=_csv(int), metavar="LIST", help="gym suite: numbers of envs (default: 4,16,64)")
+    bench.add_argument("--runners", type=_csv(str, list(RUNNER_SPECS)), metavar="LIST",
+                       help=f"gym suite: comma-separated, from {','.join(RUNNER_SPECS)} "
+                            f"(default: {','.join(RUNNERS)})")
+    bench.add_argument("--batch-size", type=_positive(int), metavar="N",
+                       help="gym suite: envs per recv for the async runners (must divide every --envs)")
     bench.add_argument("--repeats", type=_positive(int), help="measurements per runner (default: 3)")
     bench.add_argument("--seconds", type=_positive(float), help="seconds per measurement (default: 2)")
     bench.add_argument("--sweep", action="store_true",
-                       help="also try rock_vec layouts with envs_per_worker 1,2,4,...,32 and mark the best")
+                       help="gym suite: also try rock_vec layouts with envs_per_worker 1,2,4,...,32 and mark the best")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
 
     clean = sub.add_parser("clean", help="remove shared-memory segments left by dead rock_vec processes",
                            description="Removes /dev/shm segments whose creating process is gone.")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    parser.commands = {"bench": bench, "clean": clean}
     return parser
 
 
@@ -97,6 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("rock-vec: error: a command is required (bench, clean)", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "bench":
+        problem = _bench_usage_error(args)
+        if problem:
+            parser.commands["bench"].print_usage(sys.stderr)
+            print(f"rock-vec bench: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         return _bench(args)
     return _clean(args)
 
@@ -104,36 +133,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------- bench
 
 
-def machine_line() -> str:
+def machine_line(extra: Sequence[str] = ()) -> str:
+    """One line on the machine and versions; ``extra``: optional modules
+    (e.g. ``stable_baselines3``, ``envpool``) whose versions to add when they import."""
+    import importlib
+
     import gymnasium
     import numpy
 
     from . import __version__
     from .bench import usable_cpus
 
-    return (f"rock_vec {__version__} | {usable_cpus()} usable CPUs | python {platform.python_version()} | "
-            f"gymnasium {gymnasium.__version__} | numpy {numpy.__version__}")
+    parts = [f"rock_vec {__version__}", f"{usable_cpus()} usable CPUs", f"python {platform.python_version()}",
+             f"gymnasium {gymnasium.__version__}", f"numpy {numpy.__version__}"]
+    for name in extra:
+        try:
+            parts.append(f"{name} {importlib.import_module(name).__version__}")
+        except Exception:
+            pass
+    return " | ".join(parts)
 
 
 def _fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def format_table(rows: list[dict]) -> str:
-    """The results of ``run_suite`` as an aligned text table."""
-    head = ("workload", "envs", "runner", "layout", "workers", "steps/s", "vs_sync", "vs_async")
-    lines = []
-    for r in rows:
-        layout = r["layout"] or "-"
-        if r.get("best") and sum(1 for o in rows if o["runner"] == "rock_vec" and o["workload"] == r["workload"]
-                                 and o["num_envs"] == r["num_envs"]) > 1:
-            layout += " *"
-        lines.append((r["workload"], str(r["num_envs"]), r["runner"], layout,
-                      "-" if r["num_workers"] is None else str(r["num_workers"]),
-                      f"{r['steps_per_s']:,.0f}", _fmt_ratio(r.get("vs_gym_sync")),
-                      _fmt_ratio(r.get("vs_gym_async"))))
+def _fmt_target(row: dict) -> str:
+    if row.get("target") is None:
+        return "-"
+    met = row.get("target_met")
+    return f">={row['target']:.2f} " + ("?" if met is None else "met" if met else "missed")
+
+
+def _render(head: Sequence[str], right: set[int], rows: list[dict], lines: list[tuple[str, ...]]) -> str:
+    """Aligned columns; a blank line between groups."""
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
-    right = {1, 4, 5, 6, 7}
 
     def fmt(cells) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
@@ -141,7 +175,7 @@ def format_table(rows: list[dict]) -> str:
     out = [fmt(head), fmt(["-" * w for w in widths])]
     previous = None
     for r, line in zip(rows, lines):
-        group = (r["workload"], r["num_envs"])
+        group = r.get("group") or (r["workload"], r["num_envs"])
         if previous is not None and group != previous:
             out.append("")
         previous = group
@@ -149,39 +183,156 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(line.rstrip() for line in out)
 
 
+def _layout_cell(r: dict, rows: list[dict]) -> str:
+    layout = r["layout"] or "-"
+    if r.get("best") and sum(1 for o in rows if o["runner"] == r["runner"] and o["workload"] == r["workload"]
+                             and o["num_envs"] == r["num_envs"]) > 1:
+        layout += " *"
+    return layout
+
+
+def format_table(rows: list[dict]) -> str:
+    """The results of ``run_suite`` as an aligned text table (ratios to gymnasium's runners)."""
+    head = ("workload", "envs", "runner", "layout", "workers", "steps/s", "vs_sync", "vs_async")
+    lines = [(r["workload"], str(r["num_envs"]), r["runner"], _layout_cell(r, rows),
+              "-" if r["num_workers"] is None else str(r["num_workers"]),
+              f"{r['steps_per_s']:,.0f}", _fmt_ratio(r.get("vs_gym_sync")), _fmt_ratio(r.get("vs_gym_async")))
+             for r in rows]
+    return _render(head, {1, 4, 5, 6, 7}, rows, lines)
+
+
+def format_peer_table(rows: list[dict]) -> str:
+    """The results of ``run_preset`` (or ``run_groups``) as an aligned text
+    table: each row's ratio to its group's peer, and its target."""
+    head = ("workload", "envs", "batch", "runner", "layout", "workers", "steps/s", "vs_peer", "target")
+    lines = [(r["workload"], str(r["num_envs"]), "-" if r.get("batch_size") is None else str(r["batch_size"]),
+              r["runner"], _layout_cell(r, rows), "-" if r["num_workers"] is None else str(r["num_workers"]),
+              f"{r['steps_per_s']:,.0f}", _fmt_ratio(r.get("vs_peer")), _fmt_target(r))
+             for r in rows]
+    return _render(head, {1, 2, 5, 6, 7}, rows, lines)
+
+
+GYM_ONLY = ("workloads", "envs", "runners", "batch_size", "sweep")
+
+
+def _check_gym_suite(workloads: Sequence[str], env_counts: Sequence[int], runners: Sequence[str],
+                     batch_size: int | None) -> None:
+    """Raises ValueError (a usage error) on a combination the gym suite cannot run."""
+    from . import bench
+
+    batched = [r for r in runners if bench.RUNNER_SPECS[r].batched]
+    if batched and batch_size is None:
+        raise ValueError(f"{', '.join(batched)} {'needs' if len(batched) == 1 else 'need'} --batch-size")
+    if batch_size is not None and not batched:
+        raise ValueError("--batch-size applies to the async runners only "
+                         f"({', '.join(r.name for r in bench.RUNNER_SPECS.values() if r.batched)})")
+    for w in workloads:
+        for n in env_counts:
+            for r in runners:
+                bench.check_case(r, w, n, None, batch_size if r in batched else None)
+
+
+def _skip_notes(skipped: dict[str, str]) -> list[str]:
+    """One ``note: skipped ...`` line per reason."""
+    by_reason: dict[str, list[str]] = {}
+    for runner, reason in skipped.items():
+        by_reason.setdefault(reason, []).append(runner)
+    return [f"note: skipped {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+
+
+def _bench_usage_error(args) -> str | None:
+    """What is wrong with a ``bench`` command line that argparse let through, or None."""
+    from . import bench
+
+    suites = args.suite or ["gym"]
+    given = [f"--{name.replace('_', '-')}" for name in GYM_ONLY if getattr(args, name) not in (None, False)]
+    if given and "gym" not in suites:
+        verb = "applies" if len(given) == 1 else "apply"
+        return (f"{', '.join(given)} {verb} to the gym suite only; --suite {','.join(suites)} runs fixed groups "
+                "(see rock-vec bench --help)")
+    if "gym" in suites:
+        settings = _settings(args, bench)
+        try:
+            _check_gym_suite(settings["workloads"], settings["env_counts"], settings["runners"], args.batch_size)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def _settings(args, bench) -> dict:
+    quick = bench.quick_settings() if args.quick else {}
+    return {
+        "workloads": args.workloads or quick.get("workloads") or list(bench.WORKLOADS),
+        "env_counts": args.envs or quick.get("env_counts") or [4, 16, 64],
+        "runners": args.runners or list(bench.RUNNERS),
+        "repeats": args.repeats or quick.get("repeats") or 3,
+        "seconds": args.seconds or quick.get("seconds") or 2.0,
+    }
+
+
 def _bench(args) -> int:
     from . import bench
 
-    quick = bench.quick_settings() if args.quick else {}
-    workloads = args.workloads or quick.get("workloads") or list(bench.WORKLOADS)
-    env_counts = args.envs or quick.get("env_counts") or [4, 16, 64]
-    repeats = args.repeats or quick.get("repeats") or 3
-    seconds = args.seconds or quick.get("seconds") or 2.0
+    suites = args.suite or ["gym"]
+    settings = _settings(args, bench)
+    workloads, env_counts, runners = settings["workloads"], settings["env_counts"], settings["runners"]
+    repeats, seconds = settings["repeats"], settings["seconds"]
     sweep = args.sweep  # --quick never sweeps unless asked
+    layouts = bench.SWEEP_LAYOUTS if sweep else [None]
 
-    print(machine_line())
+    def runners_of(suite: str) -> list[str]:
+        if suite == "gym":
+            return runners
+        return list(dict.fromkeys(r for g in bench.SUITES[suite].groups for r in g.runners))
+
+    used = {r for suite in suites for r in runners_of(suite)}
+    extra = [m for m in ("stable_baselines3", "envpool")
+             if any(bench.RUNNER_SPECS[r].requires == m for r in used)]
+    print(machine_line(extra))
+    rows_received = ", or rows received for async runners" if any(bench.RUNNER_SPECS[r].batched for r in used) else ""
     print(f"medians of {repeats} interleaved runs of {seconds:g} s each; steps/s counts env steps "
-          f"(batch steps x envs); vs_X = this row / X's steps/s" + ("; * best rock_vec layout" if sweep else ""))
+          f"(batch steps x envs{rows_received}); vs_X = this row / X's steps/s"
+          + ("; * best rock_vec layout" if sweep else ""))
     sys.stdout.flush()
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    layouts = bench.SWEEP_LAYOUTS if sweep else [None]
+    skipped = {r: bench.unavailable(r) for r in bench.RUNNER_SPECS if r in used and bench.unavailable(r)}
+    results: list[dict] = []
     try:
-        rows = bench.run_suite(workloads, env_counts, repeats, seconds, layouts, progress=progress)
+        for suite in suites:
+            if len(suites) > 1:
+                print(f"\n== suite {suite}", flush=True)
+            if suite == "gym":
+                rows = bench.run_suite(workloads, env_counts, repeats, seconds, layouts, runners=runners,
+                                       progress=progress, batch_size=args.batch_size)
+                for r in rows:
+                    r["suite"] = "gym"
+                table = format_table(rows)
+            else:
+                spec = bench.SUITES[suite]
+                rows = bench.run_preset(suite, repeats, seconds, progress=progress)
+                print(spec.description)
+                print("vs_peer: over " + "; ".join(f"{g.peer} ({g.label()})" for g in spec.groups))
+                table = format_peer_table(rows)
+            print(table)
+            for line in _skip_notes({r: skipped[r] for r in runners_of(suite) if r in skipped}):
+                print(line)
+            sys.stdout.flush()
+            results.extend(rows)
     except KeyboardInterrupt:
         print("rock-vec bench: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         print(f"rock-vec bench: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(format_table(rows))
     if args.json:
-        meta = {"machine": machine_line(), "repeats": repeats, "seconds": seconds, "sweep": sweep}
+        meta = {"machine": machine_line(extra), "repeats": repeats, "seconds": seconds, "sweep": sweep,
+                "suites": suites, "skipped": skipped}
         try:
             with open(args.json, "w") as f:
-                json.dump({"meta": meta, "results": rows}, f, indent=2)
+                json.dump({"meta": meta, "results": results}, f, indent=2)
         except OSError as exc:
             print(f"rock-vec bench: cannot write {args.json}: {exc}", file=sys.stderr)
             return EXIT_FAILED

@@ -37,6 +37,7 @@ FAILURE_POLICIES = ("raise", "restart")
 
 
 def usable_cpus() -> int:
+    """CPUs this process may run on."""
     return len(os.sched_getaffinity(0))
 
 

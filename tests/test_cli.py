@@ -102,6 +102,14 @@ def test_run_suite_reports_default_and_best_layout():
     ["bench", "--seconds", "-1"],
     ["bench", "--repeats", "0"],
     ["clean", "--bogus"],
+    ["bench", "--suite", "nope"],
+    ["bench", "--runners", "nope"],
+    ["bench", "--suite", "async", "--envs", "4"],  # fixed groups: gym-suite options do not apply
+    ["bench", "--suite", "sb3", "--runners", "sb3_dummy"],
+    ["bench", "--workloads", "cartpole", "--envs", "4", "--runners", "rock_vec_async"],  # no --batch-size
+    ["bench", "--workloads", "cartpole", "--envs", "4", "--runners", "rock_vec_async", "--batch-size", "3"],
+    ["bench", "--workloads", "cartpole", "--envs", "4", "--batch-size", "2"],  # no async runner
+    ["bench", "--workloads", "jitter", "--envs", "4", "--runners", "envpool_sync"],  # EnvPool has no jitter
 ])
 def test_usage_errors_exit_2(argv, capsys):
     assert cli.main(argv) == 2
@@ -110,7 +118,221 @@ def test_usage_errors_exit_2(argv, capsys):
 
 def test_help_exits_0(capsys):
     assert cli.main(["bench", "--help"]) == 0
-    assert "--quick" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--quick" in out
+    for name in (*bench.SUITES, *bench.RUNNER_SPECS, *bench.WORKLOADS, "--suite", "--runners", "--batch-size"):
+        assert name in out, name
+
+
+# ---------------------------------------------------------------- async, SB3 and EnvPool runners
+
+PEER_COLUMNS = ["workload", "envs", "batch", "runner", "layout", "workers", "steps/s", "vs_peer", "target"]
+
+
+def _peer_tables(out: str) -> list[list[dict]]:
+    """Every vs_peer table ``rock-vec bench --suite ...`` printed, as lists of dicts by column."""
+    tables, rows = [], None
+    for line in out.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if cells == PEER_COLUMNS:
+            rows = []
+            tables.append(rows)
+        elif rows is not None and line.strip() and not line.startswith("-"):
+            if len(cells) != len(PEER_COLUMNS):
+                rows = None  # the table ended (a note, the next suite)
+                continue
+            rows.append(dict(zip(PEER_COLUMNS, cells)))
+    return tables
+
+
+def _rate(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+@pytest.fixture
+def small_suites(monkeypatch):
+    """The preset suites, same runners, peers and targets, on a few envs."""
+    G = bench.Group
+    small = {
+        "async": G("jitter", 4, ("rock_vec_async", "rock_vec", "gym_async"), batch_size=2, peer="rock_vec",
+                   targets={"rock_vec_async": 1.3}),
+        "sb3": G("cartpole", 2, ("sb3_rock_vec", "sb3_subproc", "sb3_dummy"), peer="sb3_subproc",
+                 targets={"sb3_rock_vec": 8.0}),
+        "envpool": (G("cartpole", 4, ("rock_vec_async", "envpool_async"), batch_size=2, peer="envpool_async"),
+                    G("cartpole", 2, ("rock_vec", "envpool_sync"), peer="envpool_sync")),
+    }
+    for name, groups in small.items():
+        groups = groups if isinstance(groups, tuple) else (groups,)
+        monkeypatch.setitem(bench.SUITES, name, bench.Suite(name, bench.SUITES[name].description, groups))
+
+
+def _missing(*modules):
+    """An ``_import_error`` under which ``modules`` are not installed."""
+    real = bench._import_error
+
+    def fake(module):
+        return f"{module} is not installed" if module in modules else real(module)
+
+    return fake
+
+
+def test_preset_suites_keep_the_issue_sizes():
+    (jitter,) = bench.SUITES["async"].groups
+    assert (jitter.workload, jitter.num_envs, jitter.batch_size, jitter.peer) == ("jitter", 64, 16, "rock_vec")
+    assert set(jitter.runners) == {"rock_vec_async", "rock_vec", "gym_async"} and jitter.targets == {
+        "rock_vec_async": 1.3}
+    assert bench.WORKLOADS["jitter"].kwargs["step_us"] == 105 and bench.WORKLOADS["jitter"].kwargs["jitter_us"] == 95
+    (sb3,) = bench.SUITES["sb3"].groups
+    assert (sb3.workload, sb3.num_envs, sb3.peer, sb3.targets) == ("cartpole", 16, "sb3_subproc", {"sb3_rock_vec": 8.0})
+    assert set(sb3.runners) == {"sb3_rock_vec", "sb3_subproc", "sb3_dummy"}
+    a, s = bench.SUITES["envpool"].groups
+    assert (a.num_envs, a.batch_size, set(a.runners)) == (64, 16, {"rock_vec_async", "envpool_async"})
+    assert (s.num_envs, s.batch_size, set(s.runners)) == (16, None, {"rock_vec", "envpool_sync"})
+
+
+def test_jitter_workload_steps_take_10_to_200_us():
+    env = SyntheticEnv(**bench.WORKLOADS["jitter"].kwargs)
+    env.reset(seed=0)
+    times = []
+    for _ in range(200):
+        env.step(0)
+        times.append(env.last_step_ns)
+    assert 10_000 <= min(times) < 40_000 and 170_000 < max(times) <= 200_000
+
+
+def test_async_runner_counts_rows_and_leaves_nothing_in_flight():
+    envs = bench.make_envs("rock_vec_async", "cartpole", 4, batch_size=2)
+    try:
+        for seed in (0, 1):  # measured twice on the same envs: the first drained everything
+            rate = bench.measure(envs, 0.05, warmup=0.01, seed=seed, runner="rock_vec_async", batch_size=2)
+            assert rate > 0
+            assert envs._batches.in_flight == 0
+    finally:
+        envs.close()
+    drive_rows = []
+    envs = bench.make_envs("rock_vec_async", "cartpole", 4, batch_size=2)
+    try:
+        drive = bench.start("rock_vec_async", envs, 4, 2)
+        drive_rows.append(drive.rows)
+        assert drive.actions.shape == (16, 2)
+        drive.round(drive.actions[0])
+        drive.finish()
+        assert envs._batches.in_flight == 0
+    finally:
+        envs.close()
+    assert drive_rows == [2]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"runner": "rock_vec_async", "num_envs": 4}, "needs a batch_size"),
+    ({"runner": "rock_vec_async", "num_envs": 4, "batch_size": 3}, "must divide"),
+    ({"runner": "rock_vec", "num_envs": 4, "batch_size": 2}, "async runners only"),
+    ({"runner": "gym_sync", "num_envs": 4, "layout": 2}, "layout applies"),
+    ({"runner": "envpool_sync", "num_envs": 4, "workload": "atari_like"}, "EnvPool has no version"),
+    ({"runner": "nope", "num_envs": 4}, "unknown runner"),
+])
+def test_make_envs_rejects_cases_a_runner_cannot_run(kwargs, match):
+    kwargs = {"workload": "cartpole", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        bench.make_envs(**kwargs)
+
+
+def test_unavailable_names_the_missing_module():
+    runner = bench.Runner("ghost", "vector", bench._gym_sync, "needs a module nobody has",
+                          requires="rock_vec_no_such_module")
+    assert bench.unavailable(runner) == "rock_vec_no_such_module is not installed"
+    assert bench.unavailable("rock_vec") is None and bench.unavailable("gym_async") is None
+
+
+def test_gym_suite_runs_async_runners_beside_the_sync_ones(capsys):
+    code = cli.main(["bench", "--workloads", "jitter", "--envs", "4", "--runners", "rock_vec,rock_vec_async",
+                     "--batch-size", "2", "--repeats", "1", "--seconds", "0.05"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    rows = _table(captured.out)
+    assert [r["runner"] for r in rows] == ["rock_vec", "rock_vec_async"]
+    assert all(_rate(r["steps/s"]) > 0 and r["vs_sync"] == "-" for r in rows)
+    assert "rows received for async runners" in captured.out
+
+
+def test_async_suite_prints_ratios_to_rock_vec_sync_and_the_target(small_suites, capsys, tmp_path):
+    out_json = tmp_path / "async.json"
+    code = cli.main(["bench", "--suite", "async", "--repeats", "2", "--seconds", "0.05", "--json", str(out_json)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (rows,) = _peer_tables(captured.out)
+    assert [r["runner"] for r in rows] == ["rock_vec_async", "rock_vec", "gym_async"]
+    assert [r["batch"] for r in rows] == ["2", "-", "-"]
+    assert rows[1]["vs_peer"] == "1.00" and rows[1]["target"] == "-"
+    assert re.fullmatch(r">=1\.30 (met|missed)", rows[0]["target"])
+    assert all(_rate(r["steps/s"]) > 0 and float(r["vs_peer"]) > 0 for r in rows)
+    assert "vs_peer: over rock_vec" in captured.out
+    assert len([line for line in captured.err.splitlines() if "steps/s" in line]) == 6
+    data = json.loads(out_json.read_text())
+    assert data["meta"]["suites"] == ["async"] and data["meta"]["skipped"] == {}
+    by_runner = {r["runner"]: r for r in data["results"]}
+    ours, peer = by_runner["rock_vec_async"], by_runner["rock_vec"]
+    assert ours["api"] == "async" and ours["batch_size"] == 2 and ours["peer"] == "rock_vec"
+    assert ours["vs_peer"] == pytest.approx(ours["steps_per_s"] / peer["steps_per_s"])
+    assert ours["target_met"] == (ours["vs_peer"] >= 1.3)
+    assert all(len(r["samples"]) == 2 and r["suite"] == "async" for r in data["results"])
+
+
+@pytest.mark.slow
+def test_sb3_suite_compares_rock_vec_env_with_subproc_vec_env(small_suites, capsys):
+    pytest.importorskip("stable_baselines3")
+    code = cli.main(["bench", "--suite", "sb3", "--repeats", "1", "--seconds", "0.05"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "stable_baselines3 " in captured.out.splitlines()[0]
+    (rows,) = _peer_tables(captured.out)
+    assert [r["runner"] for r in rows] == ["sb3_rock_vec", "sb3_subproc", "sb3_dummy"]
+    assert [r["workers"] for r in rows] == [str(min(2, bench.usable_cpus())), "2", "-"]
+    assert rows[1]["vs_peer"] == "1.00" and re.fullmatch(r">=8\.00 (met|missed)", rows[0]["target"])
+    assert all(_rate(r["steps/s"]) > 0 for r in rows)
+
+
+def test_envpool_suite_runs_both_groups(small_suites, capsys):
+    pytest.importorskip("envpool")
+    code = cli.main(["bench", "--suite", "envpool", "--repeats", "1", "--seconds", "0.05"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "envpool " in captured.out.splitlines()[0]
+    (rows,) = _peer_tables(captured.out)
+    assert [(r["runner"], r["envs"], r["batch"]) for r in rows] == [
+        ("rock_vec_async", "4", "2"), ("envpool_async", "4", "2"), ("rock_vec", "2", "-"), ("envpool_sync", "2", "-")]
+    assert rows[1]["vs_peer"] == rows[3]["vs_peer"] == "1.00"
+    assert all(_rate(r["steps/s"]) > 0 for r in rows)
+
+
+def test_envpool_async_is_drained_between_measurements():
+    pytest.importorskip("envpool")
+    envs = bench.make_envs("envpool_async", "cartpole", 4, batch_size=2)
+    try:
+        rates = [bench.measure(envs, 0.05, warmup=0.01, seed=s, runner="envpool_async", batch_size=2) for s in (0, 1)]
+    finally:
+        envs.close()
+    assert all(r > 0 for r in rates)
+
+
+@pytest.mark.parametrize("suite, module, kept", [
+    ("envpool", "envpool", ["rock_vec_async", "rock_vec"]),
+    ("sb3", "stable_baselines3", []),
+])
+def test_missing_optional_modules_skip_their_rows_with_a_note(small_suites, monkeypatch, capsys, tmp_path,
+                                                              suite, module, kept):
+    monkeypatch.setattr(bench, "_import_error", _missing(module))
+    out_json = tmp_path / "skip.json"
+    code = cli.main(["bench", "--suite", suite, "--repeats", "1", "--seconds", "0.05", "--json", str(out_json)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    skipped = [r for r in bench.RUNNER_SPECS.values() if r.requires == module]
+    assert f"note: skipped {', '.join(r.name for r in skipped)}: {module} is not installed" in captured.out
+    (rows,) = _peer_tables(captured.out)
+    assert [r["runner"] for r in rows] == kept
+    assert all(r["vs_peer"] == "-" for r in rows)
+    assert f"skipping {skipped[0].name}: {module} is not installed" in captured.err
+    assert set(json.loads(out_json.read_text())["meta"]["skipped"]) == {r.name for r in skipped}
 
 
 # ---------------------------------------------------------------- clean

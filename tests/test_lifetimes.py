@@ -96,7 +96,6 @@ def test_workers_that_cannot_be_told_leave_on_the_learner_heartbeat_within_two_s
     try:
         proc.kill()
         proc.wait()
-        killed = time.monotonic()
         gone = wait_gone(pids["workers"], 2.0)
         assert gone is not None, "workers outlived a dead learner's heartbeat by 2 s"
     finally:

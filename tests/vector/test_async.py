@@ -1,8 +1,6 @@
 """EnvPool-style send/recv (USER-ASKS rows 8, 9): partial batches with env ids,
 defined blocking, a full-pool reset at any time."""
 
-import os
-import signal
 import time
 
 import gymnasium as gym

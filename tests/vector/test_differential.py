@@ -32,9 +32,10 @@ def run_both(env_fn, num_envs, autoreset_mode, steps, seed, ref_fn=None, **optio
         assert ours.metadata == ref.metadata
         assert_same(ours.reset(seed=seed), ref.reset(seed=seed), "reset")
         ref.action_space.seed(seed)
+        ref_done = np.zeros(num_envs, bool)
         for t in range(steps):
             actions = ref.action_space.sample()
-            if autoreset_mode == AutoresetMode.DISABLED and t and np.any(ref_done):
+            if autoreset_mode == AutoresetMode.DISABLED and np.any(ref_done):
                 mask = ref_done.copy()
                 assert_same(ours.reset(options={"reset_mask": mask}), ref.reset(options={"reset_mask": mask}),
                             f"masked reset before step {t}")

@@ -7,7 +7,6 @@ import os
 import signal
 import time
 
-import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -23,14 +22,6 @@ GOOD = np.zeros(4, np.int64)
 def failing_pool(how, fail_index=2, fail_step=3, **options):
     fns = [lambda i=i: FailingEnv(index=i, fail_index=fail_index, fail_step=fail_step, how=how) for i in range(4)]
     return rock_vec.AsyncVectorEnv(fns, num_workers=2, **options)
-
-
-def step_until_error(envs, steps=5):
-    started = None
-    for _ in range(steps):
-        started = time.monotonic()
-        envs.step(GOOD)
-    raise AssertionError("no error")
 
 
 # ---- an env raises ----
