@@ -47,7 +47,7 @@ int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
      * workers' results are visible once the count is seen. */
     if (rv_reached(rv_load_acquire(&h->done_count), target)) return RV_OK;
     if (rv_load_acquire(&h->fault_count) != faults_seen) return RV_FAULT;
-    if ((iter & 63) != 63) { rv_cpu_relax(); continue; }
+    if (spin_ns > 0 && (iter & 63) != 63) { rv_cpu_relax(); continue; } /* no budget: sleep at once */
     uint64_t now = rv_now_ns();
     if (deadline && now >= deadline) return RV_TIMEOUT;
     if (now < spin_until) continue;
@@ -77,7 +77,7 @@ int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
     /* Acquire: pairs with the seq_cst store in rv_dispatch. */
     uint32_t seq = rv_load_acquire(&s->cmd_seq);
     if (seq != last_seq) { *seq_out = seq; return RV_OK; }
-    if ((iter & 63) != 63) { rv_cpu_relax(); continue; }
+    if (spin_ns > 0 && (iter & 63) != 63) { rv_cpu_relax(); continue; } /* no budget: sleep at once */
     uint64_t now = rv_now_ns();
     if (deadline && now >= deadline) return RV_TIMEOUT;
     if (now < spin_until) continue;
@@ -143,7 +143,7 @@ int rv_wait_block(rv_header_t *h, uint32_t *fills, uint32_t block, uint32_t batc
   for (uint32_t iter = 0;; iter++) {
     if (rv_load_acquire(fill) == batch) return RV_OK;
     if (rv_load_acquire(&h->fault_count) != faults_seen) return RV_FAULT;
-    if ((iter & 63) != 63) { rv_cpu_relax(); continue; }
+    if (spin_ns > 0 && (iter & 63) != 63) { rv_cpu_relax(); continue; } /* no budget: sleep at once */
     uint64_t now = rv_now_ns();
     if (deadline && now >= deadline) return RV_TIMEOUT;
     if (now < spin_until) continue;

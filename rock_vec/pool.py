@@ -239,8 +239,13 @@ class Pool:
         """Waits for the pending command (``replies`` then reads what it
         returned). Raises the first worker error, a ``WorkerDiedError`` or
         ``multiprocessing.TimeoutError``."""
-        restarted = self.wait(lambda slice_ns: lib.rv_wait_done(
-            self.seg.header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, what)
+        header, target = self.seg.header, self._target
+        if timeout is None and lib.rv_wait_done(header, target, self.faults_seen, self.spin_ns,
+                                                WAIT_SLICE_NS) == lib.RV_OK:
+            restarted = []  # the common case, without the slicing loop
+        else:
+            restarted = self.wait(lambda slice_ns: lib.rv_wait_done(
+                header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, what)
         self._collected, self._pending = self._pending, []
         if self.seg.header.error_count != self._errors_seen:  # one word, not one per worker
             self._errors_seen = self.seg.header.error_count
