@@ -82,7 +82,8 @@ def plan_arrays(
     mailbox_bytes: int,
 ) -> None:
     """Declares every array of a pool in the arena."""
-    for prefix, leaves in (("obs", obs_leaves), ("act", act_leaves)):
+    # fobs: SAME_STEP's final observation of each env that ended this step.
+    for prefix, leaves in (("obs", obs_leaves), ("fobs", obs_leaves), ("act", act_leaves)):
         for i, leaf in enumerate(leaves):
             arena.add(f"{prefix}{i}", leaf.dtype, (num_envs, *leaf.shape))
             if leaf.kind == "codec":
@@ -101,10 +102,11 @@ def plan_async_arrays(arena: Arena, obs_leaves: list[Leaf], rows: int, blocks: i
     its fill counters (one per cache line) and each worker's ring of env ids.
     tmpfs allocates pages on first touch: a pool that never uses the async
     API pays no memory for them."""
-    for i, leaf in enumerate(obs_leaves):
-        arena.add(f"a.obs{i}", leaf.dtype, (rows, *leaf.shape))
-        if leaf.kind == "codec":
-            arena.add(f"a.obs{i}.len", "<u4", (rows,))
+    for prefix in ("a.obs", "a.fobs"):
+        for i, leaf in enumerate(obs_leaves):
+            arena.add(f"{prefix}{i}", leaf.dtype, (rows, *leaf.shape))
+            if leaf.kind == "codec":
+                arena.add(f"{prefix}{i}.len", "<u4", (rows,))
     arena.add("a.rew", "<f8", (rows,))
     arena.add("a.term", "|b1", (rows,))
     arena.add("a.trunc", "|b1", (rows,))

@@ -70,15 +70,15 @@ class RockVecEnv(VecEnv):
         self.venv._collect(None, "step_wait")
         obs, rew, term, trunc, _ = self.venv._step_results(None)
         dones = term | trunc
+        done_list = dones.tolist()
         infos: list[dict] = []
-        for i, env_infos in enumerate(self.venv._env_infos()):
-            if dones[i]:
-                final, self.reset_infos[i] = env_infos
-                info = final["final_info"]
-                info["terminal_observation"] = final["final_obs"]
-            else:
-                info = env_infos[0]
-            info["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
+        for i, (env_infos, done, cut) in enumerate(zip(self.venv._env_infos(done_list), done_list,
+                                                       (trunc & ~term).tolist())):
+            info = env_infos[0]
+            if done:
+                self.reset_infos[i] = env_infos[1]
+                info["terminal_observation"] = self.venv._final_obs_io.read_one(i)
+            info["TimeLimit.truncated"] = cut
             infos.append(info)
         return obs, rew.astype(np.float32), dones, infos
 

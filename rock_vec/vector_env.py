@@ -20,7 +20,7 @@ from gymnasium.vector.utils import batch_differing_spaces, batch_space
 
 from . import codec, errors
 from ._core import lib
-from .layout import LeafIO, action_validator, leaves_of
+from .layout import LeafIO, action_validator
 from .pool import Pool, usable_cpus, workers_of
 from .worker import FORBIDDEN_CALLS, env_spec
 
@@ -84,8 +84,7 @@ class AsyncVectorEnv(VectorEnv):
             is replaced; its envs come back truncated with
             ``info['worker_restarted']``).
         max_restarts: restarts allowed per worker before a crash loop raises.
-        info_bytes: bytes per env for one step's info (SAME_STEP default
-            grows to hold the final observation).
+        info_bytes: bytes per env for one step's info (default 4096).
         start_timeout: seconds allowed for every worker to build its envs.
         batch_size: envs per :meth:`recv` in the async API (default num_envs).
 
@@ -171,9 +170,7 @@ class AsyncVectorEnv(VectorEnv):
         finally:
             dummy.close()
         if info_bytes is None:
-            obs_nbytes = sum(np.dtype(leaf.dtype).itemsize * int(np.prod(leaf.shape))
-                             for leaf in leaves_of(self.single_observation_space, 65536))
-            info_bytes = 4096 + (2 * obs_nbytes if self.autoreset_mode == AutoresetMode.SAME_STEP else 0)
+            info_bytes = 4096
         self._pool = Pool(
             spec=spec, env_fns=env_fns, obs_space=self.single_observation_space,
             act_space=self.single_action_space, num_envs=num_envs, num_workers=num_workers,
@@ -185,6 +182,9 @@ class AsyncVectorEnv(VectorEnv):
         self._act_io = LeafIO(self.single_action_space, self._pool.act_leaves, arrays, "act")
         self._check_actions = action_validator(self.single_action_space, self._pool.act_leaves, num_envs)
         self._async_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "a.obs")
+        self._final_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "fobs")
+        self._async_final_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "a.fobs")
+        self._same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         self._batches = self._pool.batches
         self.batch_size = self._pool.batch_size
         self._validators = {num_envs: self._check_actions}
@@ -257,10 +257,7 @@ class AsyncVectorEnv(VectorEnv):
         """
         self._assert_is_running()
         seeds = self._seed_list(seed)
-        if self._state != AsyncState.DEFAULT:
-            raise errors.AlreadyPendingCallError(
-                f"Calling `reset_async` while waiting for a pending call to `{self._state.value}` to complete",
-                str(self._state.value))
+        self._assert_idle("reset_async")
         options = dict(options) if options is not None else None
         mask = None
         if options is not None and "reset_mask" in options:
@@ -303,11 +300,10 @@ class AsyncVectorEnv(VectorEnv):
             multiprocessing.TimeoutError: after ``timeout`` seconds.
         """
         self._assert_is_running()
-        if self._state != AsyncState.WAITING_RESET:
-            raise errors.NoAsyncCallError("Calling `reset_wait` without any prior call to `reset_async`.",
-                                          AsyncState.WAITING_RESET.value)
+        self._assert_waiting(AsyncState.WAITING_RESET, "reset_wait")
         self._collect(timeout, "reset_wait")
-        infos = self._read_infos(self._reset_mask)
+        lengths = self._info_len if self._reset_mask is None else self._info_len * self._reset_mask
+        infos = batch_infos(self._add_info, self._info, lengths, slice(0, self.num_envs))
         return self._obs_io.read_batch(self.copy), infos
 
     # ---- step ----
@@ -331,10 +327,7 @@ class AsyncVectorEnv(VectorEnv):
             AlreadyPendingCallError: if another call is pending.
         """
         self._assert_is_running()
-        if self._state != AsyncState.DEFAULT:
-            raise errors.AlreadyPendingCallError(
-                f"Calling `step_async` while waiting for a pending call to `{self._state.value}` to complete.",
-                str(self._state.value))
+        self._assert_idle("step_async")
         parts = self._check_actions(actions)
         self._act_io.write_batch(parts)
         self._pool.dispatch(lib.RV_CMD_STEP)
@@ -349,11 +342,11 @@ class AsyncVectorEnv(VectorEnv):
             WorkerDiedError: a worker died (unless ``on_worker_failure='restart'``).
         """
         self._assert_is_running()
-        if self._state != AsyncState.WAITING_STEP:
-            raise errors.NoAsyncCallError("Calling `step_wait` without any prior call to `step_async`.",
-                                          AsyncState.WAITING_STEP.value)
+        self._assert_waiting(AsyncState.WAITING_STEP, "step_wait")
         self._collect(timeout, "step_wait")
-        infos = self._read_infos(None)
+        done = np.logical_or(self._term, self._trunc) if self._same_step else None
+        infos = batch_infos(self._add_info, self._info, self._info_len, slice(0, self.num_envs),
+                            self._final_obs_io, done)
         return self._step_results(infos)
 
     def _step_results(self, infos):
@@ -372,13 +365,8 @@ class AsyncVectorEnv(VectorEnv):
         Raises:
             ValueError, TypeError: on bad seeds (see :meth:`reset`).
         """
-        if self.closed:
-            raise errors.ClosedEnvironmentError(
-                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
-        if self._state != AsyncState.DEFAULT:
-            raise errors.AlreadyPendingCallError(
-                f"Calling `async_reset` while waiting for a pending call to `{self._state.value}` to complete",
-                str(self._state.value))
+        self._assert_open()
+        self._assert_idle("async_reset")
         seeds = self._seed_list(seed)
         request = {"mask": None, "rows": True}
         requests = {w: self._request(dict(request, seeds=seeds[lo:hi], options=[options] * (hi - lo)))
@@ -395,13 +383,8 @@ class AsyncVectorEnv(VectorEnv):
             ValueError: on ids out of range, repeated, or already running, or
                 actions that do not match the ids (checked before anything is sent).
         """
-        if self.closed:
-            raise errors.ClosedEnvironmentError(
-                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
-        if self._state != AsyncState.DEFAULT:
-            raise errors.AlreadyPendingCallError(
-                f"Calling `send` while waiting for a pending call to `{self._state.value}` to complete",
-                str(self._state.value))
+        self._assert_open()
+        self._assert_idle("send")
         ids = np.arange(self.num_envs) if env_id is None else np.asarray(env_id)
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
             raise ValueError(f"env_id must be a 1-D array of ints, got {ids.dtype} of shape {ids.shape}")
@@ -433,9 +416,7 @@ class AsyncVectorEnv(VectorEnv):
             multiprocessing.TimeoutError: after ``timeout`` seconds.
             WorkerDiedError: naming the env ids a dead worker had in flight.
         """
-        if self.closed:
-            raise errors.ClosedEnvironmentError(
-                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
+        self._assert_open()
         in_flight = self._batches.in_flight
         if in_flight == 0:
             raise errors.NoAsyncCallError("Calling `recv` without any env running: send() or async_reset() first",
@@ -453,7 +434,9 @@ class AsyncVectorEnv(VectorEnv):
             rew, term, trunc = a["a.rew"][rows], a["a.term"][rows], a["a.trunc"][rows]
             if copy:
                 rew, term, trunc = rew.copy(), term.copy(), trunc.copy()
-            infos = _BatchInfos(self.batch_size).read(a["a.info"], a["a.info.len"], rows)
+            done = np.logical_or(a["a.term"], a["a.trunc"]) if self._same_step else None
+            infos = batch_infos(_BatchInfos(self.batch_size)._add_info, a["a.info"], a["a.info.len"], rows,
+                                self._async_final_obs_io, done)
             infos["env_id"] = env_ids
         finally:
             self._batches.release(rows)
@@ -483,10 +466,7 @@ class AsyncVectorEnv(VectorEnv):
             AlreadyPendingCallError: if another call is pending.
         """
         self._assert_is_running()
-        if self._state != AsyncState.DEFAULT:
-            raise errors.AlreadyPendingCallError(
-                f"Calling `call_async` while waiting for a pending call to `{self._state.value}` to complete.",
-                str(self._state.value))
+        self._assert_idle("call_async")
         if name in FORBIDDEN_CALLS:
             raise ValueError(f"Trying to call function `{name}` with `call`, use `{name}` directly instead.")
         request = self._request({"op": "call", "name": name, "args": args, "kwargs": kwargs})
@@ -502,9 +482,7 @@ class AsyncVectorEnv(VectorEnv):
             multiprocessing.TimeoutError: after ``timeout`` seconds.
         """
         self._assert_is_running()
-        if self._state != AsyncState.WAITING_CALL:
-            raise errors.NoAsyncCallError("Calling `call_wait` without any prior call to `call_async`.",
-                                          AsyncState.WAITING_CALL.value)
+        self._assert_waiting(AsyncState.WAITING_CALL, "call_wait")
         self._collect(timeout, "call_wait")
         results: list = []
         for reply in self._pool.replies():
@@ -529,10 +507,7 @@ class AsyncVectorEnv(VectorEnv):
             raise ValueError(
                 "Values must be a list or tuple with length equal to the number of environments. "
                 f"Got `{len(values)}` values for {self.num_envs} environments.")
-        if self._state != AsyncState.DEFAULT:
-            raise errors.AlreadyPendingCallError(
-                f"Calling `set_attr` while waiting for a pending call to `{self._state.value}` to complete.",
-                str(self._state.value))
+        self._assert_idle("set_attr")
         requests = {w: self._request({"op": "setattr", "name": name, "values": list(values[lo:hi])})
                     for w, (lo, hi) in enumerate(self._pool.ranges)}
         self._pool.dispatch(lib.RV_CMD_CALL, list(range(self.num_workers)), requests)
@@ -561,10 +536,26 @@ class AsyncVectorEnv(VectorEnv):
 
     # ---- helpers ----
 
-    def _assert_is_running(self) -> None:
+    def _assert_open(self) -> None:
         if self.closed:
             raise errors.ClosedEnvironmentError(
                 f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
+
+    def _assert_idle(self, method: str) -> None:
+        """Raises AlreadyPendingCallError if a `*_async` call awaits its `*_wait`."""
+        if self._state != AsyncState.DEFAULT:
+            raise errors.AlreadyPendingCallError(
+                f"Calling `{method}` while waiting for a pending call to `{self._state.value}` to complete.",
+                str(self._state.value))
+
+    def _assert_waiting(self, state: AsyncState, method: str) -> None:
+        """Raises NoAsyncCallError unless the `*_async` matching `method` was called."""
+        if self._state != state:
+            raise errors.NoAsyncCallError(
+                f"Calling `{method}` without any prior call to `{state.value}_async`.", state.value)
+
+    def _assert_is_running(self) -> None:
+        self._assert_open()
         if self._batches.in_flight and self._state != AsyncState.WAITING_RESET:
             raise errors.AlreadyPendingCallError(
                 f"{self._batches.in_flight} envs are running asynchronously (send/recv): recv them, or call "
@@ -609,10 +600,7 @@ class AsyncVectorEnv(VectorEnv):
         """One worker op on the envs ``indices`` (in that order); the results
         of ops that return something, in the same order."""
         self._assert_is_running()
-        if self._state != AsyncState.DEFAULT:
-            raise errors.AlreadyPendingCallError(
-                f"Calling `{op}` while waiting for a pending call to `{self._state.value}` to complete.",
-                str(self._state.value))
+        self._assert_idle(op)
         ranges = self._pool.ranges
         per_worker: dict[int, list[int]] = {}
         for k, i in enumerate(indices):
@@ -637,23 +625,33 @@ class AsyncVectorEnv(VectorEnv):
                     results[k] = value
         return results
 
-    def _env_infos(self) -> list[list[dict]]:
-        """Each env's infos of the last step or reset, unbatched: the dicts
-        the env returned (SAME_STEP: ``{final_obs, final_info}`` then the
-        reset info for an env that ended)."""
-        lengths = self._info_len
-        return [codec.decode(self._info[i, : lengths[i]]) if lengths[i] else [{}] for i in range(self.num_envs)]
+    def _env_infos(self, done: list[bool] | None = None) -> list[list[dict]]:
+        """Each env's infos of the last step or reset, unbatched: [info], or
+        for an env that ended in SAME_STEP mode (``done``), [its last info,
+        its reset info]; its final obs is ``_final_obs_io.read_one(i)``."""
+        info, done = self._info, done or [False] * self.num_envs
+        return [codec.decode(info[i, :n]) if n else [{}, {}] if done[i] else [{}]
+                for i, n in enumerate(self._info_len.tolist())]
 
-    def _read_infos(self, mask: np.ndarray | None) -> dict:
-        lengths = self._info_len
-        if not lengths.any():
-            return {}
-        rows = np.flatnonzero(lengths if mask is None else lengths * mask)
-        infos: dict = {}
-        for i in rows.tolist():
-            for info in codec.decode(self._info[i, : lengths[i]]):
-                infos = self._add_info(infos, info, i)
-        return infos
+
+def batch_infos(add_info, info: np.ndarray, lengths: np.ndarray, rows: slice, final_obs: LeafIO | None = None,
+                done: np.ndarray | None = None) -> dict:
+    """The batched info dict of ``rows``, built with gymnasium's ``_add_info``
+    in row order exactly as SyncVectorEnv builds it. Rows whose info length is
+    0 had an empty info. With ``done`` (SAME_STEP), an ended row adds
+    ``{"final_obs", "final_info"}`` (its final obs from ``final_obs``), then
+    its reset info."""
+    infos: dict = {}
+    lens = lengths[rows]
+    visit = lens != 0 if done is None else (lens != 0) | done[rows]
+    for k in np.flatnonzero(visit).tolist():
+        row, n = rows.start + k, int(lens[k])
+        items = codec.decode(info[row, :n]) if n else [{}, {}]
+        if done is not None and done[row]:
+            infos = add_info(infos, {"final_obs": final_obs.read_one(row), "final_info": items[0]}, k)
+            items = items[1:]
+        infos = add_info(infos, items[0], k)
+    return infos
 
 
 class _BatchInfos:
@@ -663,14 +661,6 @@ class _BatchInfos:
 
     def __init__(self, size: int):
         self.num_envs = size
-
-    def read(self, info: np.ndarray, lengths: np.ndarray, rows: slice) -> dict:
-        infos: dict = {}
-        for k in np.flatnonzero(lengths[rows]).tolist():
-            row = rows.start + k
-            for item in codec.decode(info[row, : lengths[row]]):
-                infos = self._add_info(infos, item, k)
-        return infos
 
 
 def make_vec(

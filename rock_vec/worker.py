@@ -76,6 +76,7 @@ class Output:
 
     def __init__(self, arrays: dict, prefix: str, obs_space, obs_leaves):
         self.obs = LeafIO(obs_space, obs_leaves, arrays, f"{prefix}obs")
+        self.final_obs = LeafIO(obs_space, obs_leaves, arrays, f"{prefix}fobs")
         self.rew, self.term, self.trunc = arrays[f"{prefix}rew"], arrays[f"{prefix}term"], arrays[f"{prefix}trunc"]
         self.info, self.info_len = arrays[f"{prefix}info"], arrays[f"{prefix}info.len"]
 
@@ -200,10 +201,11 @@ class Worker:
             i = self.lo + j
             self._env_index = i
             obs, info = env.reset()
-            out = self.out
-            out.obs.write_one(i, obs)
-            out.rew[i], out.term[i], out.trunc[i] = 0.0, False, True
-            out.write_info(i, [dict(info, worker_restarted=True)], i)
+            infos = [dict(info, worker_restarted=True)]
+            if self.mode is AutoresetMode.SAME_STEP:  # a truncation there carries a final obs: the fresh one
+                infos = [{"worker_restarted": True}, info]
+            same_step = self.mode is AutoresetMode.SAME_STEP
+            self._write(self.out, i, i, (obs, 0.0, False, True, infos, obs if same_step else None))
             # NEXT_STEP: the next step returns a fresh episode's first obs, as after any truncation.
             self.autoreset[j] = self.mode is AutoresetMode.NEXT_STEP
         self._env_index = None
@@ -220,24 +222,26 @@ class Worker:
     def _advance(self, j: int, i: int) -> tuple:
         """Steps env ``i`` (the worker's ``j``-th) with its action and runs
         autoreset as SyncVectorEnv does; returns (obs, reward, terminated,
-        truncated, infos to add in order)."""
+        truncated, infos, final obs). SAME_STEP, for an env that ended:
+        infos is [its last info, its reset info] and the final obs (kept
+        apart from the codec, in the fobs arrays) is set."""
         env, mode = self.envs[j], self.mode
         if mode is AutoresetMode.NEXT_STEP:
             if self.autoreset[j]:
                 obs, info = env.reset()
                 self.autoreset[j] = False
-                return obs, 0.0, False, False, [info]
+                return obs, 0.0, False, False, [info], None
             obs, rew, te, tr, info = env.step(self.act_io.read_one(i))
             self.autoreset[j] = te or tr
-            return obs, rew, te, tr, [info]
+            return obs, rew, te, tr, [info], None
         if mode is AutoresetMode.SAME_STEP:
             obs, rew, te, tr, info = env.step(self.act_io.read_one(i))
             if te or tr:
                 # Copied before reset: an env may reuse its observation buffer.
-                final = {"final_obs": copy.deepcopy(obs), "final_info": info}
-                obs, info = env.reset()
-                return obs, rew, te, tr, [final, info]
-            return obs, rew, te, tr, [info]
+                final = copy.deepcopy(obs)
+                obs, reset_info = env.reset()
+                return obs, rew, te, tr, [info, reset_info], final
+            return obs, rew, te, tr, [info], None
         # DISABLED: the learner resets done envs itself
         if self.autoreset[j]:
             raise AssertionError(
@@ -245,12 +249,14 @@ class Worker:
                 "first (reset(options={'reset_mask': ...}))")
         obs, rew, te, tr, info = env.step(self.act_io.read_one(i))
         self.autoreset[j] = te or tr
-        return obs, rew, te, tr, [info]
+        return obs, rew, te, tr, [info], None
 
     @staticmethod
     def _write(out: Output, row: int, i: int, result: tuple) -> None:
-        obs, out.rew[row], out.term[row], out.trunc[row], infos = result
+        obs, out.rew[row], out.term[row], out.trunc[row], infos, final = result
         out.obs.write_one(row, obs)
+        if final is not None:
+            out.final_obs.write_one(row, final)
         out.write_info(row, infos, i)
 
     def _step(self) -> int:
@@ -314,7 +320,7 @@ class Worker:
     def _reset_one(self, j: int, seed, options) -> tuple:
         obs, info = self.envs[j].reset(seed=seed, options=options)
         self.autoreset[j] = False
-        return obs, 0.0, False, False, [info]
+        return obs, 0.0, False, False, [info], None
 
     def _call(self) -> int:
         """call / get_attr / set_attr / is_wrapped on this worker's envs
