@@ -6,7 +6,17 @@
 """
 
 from .errors import RockVecError, WorkerDiedError, WorkerError
-from .vector_env import AsyncVectorEnv, make_vec
+
+
+def __getattr__(name: str):
+    # Imported on first use, so `python -m rock_vec.worker` loads the worker
+    # program once, without the learner's faces.
+    if name in ("AsyncVectorEnv", "make_vec"):
+        from . import vector_env
+
+        return getattr(vector_env, name)
+    raise AttributeError(f"module 'rock_vec' has no attribute {name!r}")
+
 
 __all__ = ["AsyncVectorEnv", "make_vec", "RockVecError", "WorkerDiedError", "WorkerError"]
 __version__ = "0.1.0"

@@ -151,6 +151,8 @@ class Server:
             os._exit(code)
 
     def reap(self, pidfd: int) -> None:
+        from .launchers import record_exit
+
         pool_id, index, pid = self.children.pop(pidfd)
         self.poller.unregister(pidfd)
         os.close(pidfd)
@@ -159,13 +161,7 @@ class Server:
         if pool is None:
             return
         pool.workers.pop(index, None)
-        slot = pool.seg.slot(index)
-        code = os.waitstatus_to_exitcode(status)
-        slot.exit_code, slot.exit_signal = max(code, 0), max(-code, 0)
-        closed = code == 0 and slot.cmd == lib.RV_CMD_CLOSE and slot.done_seq == slot.cmd_seq
-        slot.state = lib.RV_WORKER_EXITED if closed else lib.RV_WORKER_DEAD
-        if not closed and pool.release_deadline is None:
-            lib.rv_report_fault(pool.seg.header)
+        record_exit(pool.seg, index, os.waitstatus_to_exitcode(status))
         self.maybe_released(pool_id)
 
     def maybe_released(self, pool_id: str) -> None:

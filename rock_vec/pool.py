@@ -23,11 +23,11 @@ import numpy as np
 from . import codec, errors
 from ._core import ffi, lib
 from .batches import AsyncBatches, ring_capacity, ring_geometry
-from .forkserver import ForkServer
+from .launchers import launcher_for
 from .layout import Arena, leaves_of, plan_arrays, plan_async_arrays
 from .segment import Segment
 
-WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks the fork server
+WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks its launcher (a dead fork server)
 HEARTBEAT_NS = 100_000_000
 LEARNER_SPIN_NS = 50_000  # a spin pays only if the answer comes within a few steps' time
 WORKER_SPIN_NS = 200_000  # workers adapt: they spin only while the learner comes back sooner
@@ -64,16 +64,15 @@ def split_envs(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
     return [(bounds[w], bounds[w + 1]) for w in range(num_workers)]
 
 
-def _shutdown(seg: Segment, heartbeat, server: ForkServer, pool_id: str, grace: float) -> None:
-    """Asks every worker to close its envs and exit, lets the fork server
-    reap them (SIGKILL after ``grace`` seconds), then unmaps. Safe to call
-    from a finalizer: it needs nothing but the pool's parts."""
+def _shutdown(seg: Segment, heartbeat, launcher, grace: float) -> None:
+    """Asks every worker to close its envs and exit, lets the launcher reap
+    them (SIGKILL after ``grace`` seconds), then unmaps. Safe to call from a
+    finalizer: it needs nothing but the pool's parts."""
     try:
         seg.header.closing = 1
         n = seg.header.num_workers
         lib.rv_dispatch(seg.header, ffi.new("uint32_t[]", list(range(n))), n, lib.RV_CMD_CLOSE, 0)
-        if server.alive():
-            server.request({"op": "release", "pool": pool_id, "grace": grace}, "released", grace + 5)
+        launcher.release(grace)
     except Exception:
         pass
     finally:
@@ -98,13 +97,15 @@ class Pool:
         mailbox_bytes: bytes per worker for control requests and replies.
         start_timeout: seconds for every worker to build its envs.
         batch_size: rows per block of the async output ring (default num_envs).
+        context: "spawn" starts each worker as a fresh interpreter; otherwise
+            workers are forked from the fork server (see ``launchers``).
     """
 
     def __init__(self, *, spec: dict, env_fns=None, obs_space, act_space,
                  num_envs: int, num_workers: int, autoreset_mode: str, wait_policy: str = "auto",
                  on_worker_failure: str = "raise", max_restarts: int = 3, info_bytes: int = 4096,
                  codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20, start_timeout: float = 120.0,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, context: str | None = None):
         if on_worker_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_worker_failure must be one of {FAILURE_POLICIES}, got {on_worker_failure!r}")
         for name, value in (("info_bytes", info_bytes), ("codec_bytes", codec_bytes), ("mailbox_bytes", mailbox_bytes)):
@@ -155,8 +156,8 @@ class Pool:
         self.arrays["spec"][: len(blob)] = np.frombuffer(blob, np.uint8)
         AsyncBatches.init_rings(self.arrays, capacity)
         self._heartbeat = lib.rv_heartbeat_start(self.seg.header, HEARTBEAT_NS)
-        self.server = ForkServer.get()
-        self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.server, self.id, 2.0)
+        self.launcher = launcher_for(context, self.id)
+        self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.launcher, 2.0)
 
         self._target = 0  # completions awaited so far (mod 2^32)
         self._all = list(range(num_workers))
@@ -167,13 +168,13 @@ class Pool:
         self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
         self.batches = AsyncBatches(self, self.batch_size)
         try:
-            self.pids = self.server.request(
-                {"op": "spawn", "pool": self.id, "path": self.seg.path, "workers": list(range(num_workers))},
-                "pids", timeout=start_timeout)["pids"]
-            self.seg.unlink()  # the server and its workers hold it by descriptor now
+            self.pids = self.launcher.spawn(self.seg, list(range(num_workers)), start_timeout)
+            if self.launcher.unlink_after_spawn:
+                self.seg.unlink()  # the fork server and its workers hold it by descriptor now
             self._target = num_workers
             self._pending = self._all
             self.collect(start_timeout, what="startup")
+            self.seg.unlink()  # every worker holds it now
         except BaseException:
             self.close(grace=0.0)
             raise
@@ -226,11 +227,9 @@ class Pool:
             if rc == lib.RV_FAULT:
                 self.faults_seen = self.seg.header.fault_count
                 restarted += self._on_fault(what, on_death)
-            elif not self.server.alive():
-                self.broken = errors.WorkerDiedError(
-                    f"the rock_vec fork server (pid {self.server.proc.pid}) {self.server.describe_death()}; "
-                    f"every worker of the pool went with it", worker=-1, pid=self.server.proc.pid,
-                    env_ids=list(range(self.num_envs)), exit_code=None, signal=None)
+            elif (lost := self.launcher.lost()) is not None:
+                self.broken = errors.WorkerDiedError(lost, worker=-1, pid=-1, env_ids=list(range(self.num_envs)),
+                                                     exit_code=None, signal=None)
                 raise self.broken
             elif deadline is not None and lib.rv_now_ns() >= deadline:
                 raise errors.TimeoutError(f"the call to `{what}` has timed out after {timeout} second(s).")
@@ -319,7 +318,7 @@ class Pool:
             slot.done_seq = slot.cmd_seq
             if w not in self._pending:
                 self._pending.append(w)
-            self.server.request({"op": "spawn", "pool": self.id, "workers": [w]}, "pids", timeout=30)
+            self.launcher.spawn(self.seg, [w], timeout=30)
         return dead
 
     # ---- end of life ----
@@ -330,7 +329,7 @@ class Pool:
         if not self._finalizer.alive:
             return
         self._finalizer.detach()
-        _shutdown(self.seg, self._heartbeat, self.server, self.id, grace)
+        _shutdown(self.seg, self._heartbeat, self.launcher, grace)
 
     @property
     def closed(self) -> bool:

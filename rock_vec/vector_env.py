@@ -69,8 +69,9 @@ class AsyncVectorEnv(VectorEnv):
             shared memory.
         copy: if True (default) results are copies; if False the returned
             arrays are views into the segment, valid until the next call.
-        context: accepted for compatibility; workers are always forked from
-            rock_vec's fork server, never from the learner.
+        context: ``"spawn"`` starts each worker as a fresh interpreter
+            (``python -m rock_vec.worker``); anything else forks workers from
+            rock_vec's fork server (default), never from the learner.
         daemon: accepted for compatibility; no worker outlives its pool.
         worker: must be None: rock_vec runs its own worker program.
         observation_mode: 'same', 'different' or ``(batched, single)`` spaces.
@@ -134,13 +135,14 @@ class AsyncVectorEnv(VectorEnv):
         self._setup(
             len(env_fns), env_fns[0], {"kind": "pickle"}, env_fns, copy, observation_mode, autoreset_mode,
             _plan_workers(len(env_fns), envs_per_worker, num_workers, max_concurrency),
-            wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size)
+            wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size, context)
         self.shared_memory, self.context, self.daemon = shared_memory, context, daemon
 
     # ---- construction ----
 
     def _setup(self, num_envs, make_one, spec, env_fns, copy, observation_mode, autoreset_mode,
-               num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size):
+               num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size,
+               context=None):
         self.num_envs = num_envs
         self.copy = copy
         self.observation_mode = observation_mode
@@ -176,7 +178,7 @@ class AsyncVectorEnv(VectorEnv):
             act_space=self.single_action_space, num_envs=num_envs, num_workers=num_workers,
             autoreset_mode=self.autoreset_mode.value, wait_policy=wait_policy,
             on_worker_failure=on_worker_failure, max_restarts=max_restarts, info_bytes=info_bytes,
-            start_timeout=start_timeout, batch_size=batch_size)
+            start_timeout=start_timeout, batch_size=batch_size, context=context)
         arrays = self._pool.arrays
         self._obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "obs")
         self._act_io = LeafIO(self.single_action_space, self._pool.act_leaves, arrays, "act")

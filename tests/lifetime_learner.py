@@ -18,10 +18,13 @@ mode = sys.argv[1]
 if mode == "threads":  # the learner already runs threads, as torch and JAX do
     for _ in range(4):
         threading.Thread(target=lambda: [time.sleep(0.001) for _ in iter(int, 1)], daemon=True).start()
-envs = rock_vec.make_vec("CartPole-v1", num_envs=4, num_workers=2)
+import gymnasium as gym
+
+context = sys.argv[2] if len(sys.argv) > 2 else None
+envs = rock_vec.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 4, num_workers=2, context=context)
 envs.reset(seed=0)
-print(json.dumps({"workers": envs.worker_pids, "server": ForkServer.get().proc.pid, "learner": os.getpid()}),
-      flush=True)
+server = ForkServer.get().proc.pid if context != "spawn" else None
+print(json.dumps({"workers": envs.worker_pids, "server": server, "learner": os.getpid()}), flush=True)
 actions = np.zeros(4, np.int64)
 if mode == "loop":
     while True:

@@ -19,9 +19,9 @@ from rock_vec.segment import NAME_PREFIX, SHM_DIR
 LEARNER = Path(__file__).with_name("lifetime_learner.py")
 
 
-def start(mode):
-    proc = subprocess.Popen([sys.executable, str(LEARNER), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+def start(mode, context=None):
+    proc = subprocess.Popen([sys.executable, str(LEARNER), mode, *([context] if context else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     line = proc.stdout.readline()
     assert line, proc.stderr.read()
     return proc, json.loads(line)
@@ -102,6 +102,13 @@ def test_workers_that_cannot_be_told_leave_on_the_learner_heartbeat_within_two_s
         os.kill(pids["server"], signal.SIGKILL)
         os.kill(pids["server"], signal.SIGCONT)
     assert wait_gone([pids["server"]], 1.0) is not None
+
+
+def test_spawned_workers_leave_on_the_heartbeat_when_the_learner_is_killed():
+    proc, pids = start("sleep", "spawn")
+    proc.kill()
+    proc.wait()
+    assert wait_gone(pids["workers"], 2.0) is not None, "spawned workers outlived their learner by 2 s"
 
 
 def test_a_learner_that_already_runs_threads_starts_pools_normally():

@@ -73,7 +73,8 @@ def test_same_step_final_obs_survives_an_env_that_reuses_its_buffer():
              ref_fn=lambda: SpaceEnv(max_len=3), num_workers=2)
 
 
-@pytest.mark.parametrize("layout", [dict(num_workers=1), dict(envs_per_worker=1), dict(envs_per_worker=3)])
+@pytest.mark.parametrize("layout", [dict(num_workers=1), dict(envs_per_worker=1), dict(envs_per_worker=3),
+                                    dict(envs_per_worker=4, context="spawn")])
 def test_cartpole_matches_sync_in_every_layout(layout):
     run_both(lambda: gym.make("CartPole-v1"), 7, AutoresetMode.NEXT_STEP, 300, seed=0, **layout)
 

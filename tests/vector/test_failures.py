@@ -78,9 +78,10 @@ def test_an_exception_type_unknown_to_the_learner_becomes_a_worker_error():
 # ---- a worker dies ----
 
 
+@pytest.mark.parametrize("context", [None, "spawn"])
 @pytest.mark.parametrize("how,ended", [("sigkill", "SIGKILL"), ("segfault", "SIGSEGV"), ("exit", "code 7")])
-def test_a_worker_that_dies_mid_step_is_a_named_error_within_200ms(how, ended):
-    envs = failing_pool(how)
+def test_a_worker_that_dies_mid_step_is_a_named_error_within_200ms(how, ended, context):
+    envs = failing_pool(how, context=context)
     try:
         envs.reset(seed=0)
         envs.step(GOOD)
