@@ -36,16 +36,20 @@ void rv_dispatch(rv_header_t *h, const uint32_t *workers, uint32_t n,
   }
 }
 
-int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
-                 int64_t spin_ns, int64_t timeout_ns) {
+/* What the learner waits for: `ready(ctx, order)` loads with `order`
+ * (acquire while spinning, seq_cst in the Dekker re-check). */
+typedef int (*rv_ready_fn)(const void *ctx, int order);
+
+/* The learner's wait: spin up to spin_ns, then futex-sleep on wake_seq until
+ * ready, a fault, or the timeout. Workers bump wake_seq only when they see
+ * learner_sleeping, so the flag is raised, then readiness re-checked. */
+static int rv_learner_wait(rv_header_t *h, rv_ready_fn ready, const void *ctx, uint32_t faults_seen,
+                           int64_t spin_ns, int64_t timeout_ns) {
   uint64_t start = rv_now_ns();
   uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns + 1;
   uint64_t spin_until = start + (uint64_t)(spin_ns > 0 ? spin_ns : 0);
-  rv_store_relaxed(&h->done_target, target);
   for (uint32_t iter = 0;; iter++) {
-    /* Acquire: pairs with the release RMW in rv_worker_done, so the
-     * workers' results are visible once the count is seen. */
-    if (rv_reached(rv_load_acquire(&h->done_count), target)) return RV_OK;
+    if (ready(ctx, __ATOMIC_ACQUIRE)) return RV_OK;
     if (rv_load_acquire(&h->fault_count) != faults_seen) return RV_FAULT;
     if (spin_ns > 0 && (iter & 63) != 63) { rv_cpu_relax(); continue; } /* no budget: sleep at once */
     uint64_t now = rv_now_ns();
@@ -53,11 +57,10 @@ int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
     if (now < spin_until) continue;
 
     uint32_t wake = rv_load_acquire(&h->wake_seq);
-    /* Dekker pair with rv_worker_done: we raise the flag then re-check the
-     * count; a worker adds to the count then checks the flag. */
+    /* Dekker pair with the workers: we raise the flag then re-check; a
+     * worker publishes then checks the flag. */
     rv_store_seq_cst(&h->learner_sleeping, 1);
-    if (rv_reached(rv_load_seq_cst(&h->done_count), target) ||
-        rv_load_seq_cst(&h->fault_count) != faults_seen) {
+    if (ready(ctx, __ATOMIC_SEQ_CST) || rv_load_seq_cst(&h->fault_count) != faults_seen) {
       rv_store_relaxed(&h->learner_sleeping, 0);
       continue;
     }
@@ -65,6 +68,22 @@ int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
     rv_store_relaxed(&h->learner_sleeping, 0);
     if (rc == RV_TIMEOUT) iter = 62; /* re-check once, then report */
   }
+}
+
+typedef struct { uint32_t *count; uint32_t target; } rv_done_ctx;
+
+static int rv_done_ready(const void *ctx, int order) {
+  const rv_done_ctx *c = ctx;
+  /* Acquire: pairs with the release RMW in rv_worker_done, so the
+   * workers' results are visible once the count is seen. */
+  return rv_reached(__atomic_load_n(c->count, order), c->target);
+}
+
+int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
+                 int64_t spin_ns, int64_t timeout_ns) {
+  rv_store_relaxed(&h->done_target, target);
+  rv_done_ctx ctx = {&h->done_count, target};
+  return rv_learner_wait(h, rv_done_ready, &ctx, faults_seen, spin_ns, timeout_ns);
 }
 
 int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
@@ -132,33 +151,20 @@ void rv_row_done(rv_header_t *h, uint32_t *fills, uint32_t row, uint32_t batch) 
   }
 }
 
+typedef struct { uint32_t *fill; uint32_t batch; } rv_block_ctx;
+
+static int rv_block_ready(const void *ctx, int order) {
+  const rv_block_ctx *c = ctx;
+  /* Acquire: pairs with the seq_cst RMW in rv_row_done (the rows' results). */
+  return __atomic_load_n(c->fill, order) == c->batch;
+}
+
 int rv_wait_block(rv_header_t *h, uint32_t *fills, uint32_t block, uint32_t batch,
                   uint32_t faults_seen, int64_t spin_ns, int64_t timeout_ns) {
-  uint32_t *fill = &fills[block * RV_FILL_STRIDE];
-  uint64_t start = rv_now_ns();
-  uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns + 1;
-  uint64_t spin_until = start + (uint64_t)(spin_ns > 0 ? spin_ns : 0);
   /* seq_cst: a worker that sees learner_sleeping must also see this block. */
   rv_store_seq_cst(&h->block_waited, block);
-  for (uint32_t iter = 0;; iter++) {
-    if (rv_load_acquire(fill) == batch) return RV_OK;
-    if (rv_load_acquire(&h->fault_count) != faults_seen) return RV_FAULT;
-    if (spin_ns > 0 && (iter & 63) != 63) { rv_cpu_relax(); continue; } /* no budget: sleep at once */
-    uint64_t now = rv_now_ns();
-    if (deadline && now >= deadline) return RV_TIMEOUT;
-    if (now < spin_until) continue;
-
-    uint32_t wake = rv_load_acquire(&h->wake_seq);
-    /* Dekker pair with rv_row_done (flag, then re-check the fill). */
-    rv_store_seq_cst(&h->learner_sleeping, 1);
-    if (rv_load_seq_cst(fill) == batch || rv_load_seq_cst(&h->fault_count) != faults_seen) {
-      rv_store_relaxed(&h->learner_sleeping, 0);
-      continue;
-    }
-    int rc = rv_futex_wait(&h->wake_seq, wake, rv_remaining(deadline));
-    rv_store_relaxed(&h->learner_sleeping, 0);
-    if (rc == RV_TIMEOUT) iter = 62;
-  }
+  rv_block_ctx ctx = {&fills[block * RV_FILL_STRIDE], batch};
+  return rv_learner_wait(h, rv_block_ready, &ctx, faults_seen, spin_ns, timeout_ns);
 }
 
 void rv_release_block(uint32_t *fills, uint32_t block) {

@@ -72,6 +72,21 @@ class Arena:
         self.size = offset + max(nbytes, 1)
 
 
+def plan_outputs(arena: Arena, prefix: str, obs_leaves: list[Leaf], rows: int, info_bytes: int) -> None:
+    """Declares one set of output arrays of ``rows`` rows: observations,
+    SAME_STEP final observations (``fobs``), rewards, flags and infos."""
+    for name in ("obs", "fobs"):
+        for i, leaf in enumerate(obs_leaves):
+            arena.add(f"{prefix}{name}{i}", leaf.dtype, (rows, *leaf.shape))
+            if leaf.kind == "codec":
+                arena.add(f"{prefix}{name}{i}.len", "<u4", (rows,))
+    arena.add(f"{prefix}rew", "<f8", (rows,))
+    arena.add(f"{prefix}term", "|b1", (rows,))
+    arena.add(f"{prefix}trunc", "|b1", (rows,))
+    arena.add(f"{prefix}info.len", "<u4", (rows,))
+    arena.add(f"{prefix}info", "|u1", (rows, info_bytes))
+
+
 def plan_arrays(
     arena: Arena,
     obs_leaves: list[Leaf],
@@ -81,18 +96,12 @@ def plan_arrays(
     info_bytes: int,
     mailbox_bytes: int,
 ) -> None:
-    """Declares every array of a pool in the arena."""
-    # fobs: SAME_STEP's final observation of each env that ended this step.
-    for prefix, leaves in (("obs", obs_leaves), ("fobs", obs_leaves), ("act", act_leaves)):
-        for i, leaf in enumerate(leaves):
-            arena.add(f"{prefix}{i}", leaf.dtype, (num_envs, *leaf.shape))
-            if leaf.kind == "codec":
-                arena.add(f"{prefix}{i}.len", "<u4", (num_envs,))
-    arena.add("rew", "<f8", (num_envs,))
-    arena.add("term", "|b1", (num_envs,))
-    arena.add("trunc", "|b1", (num_envs,))
-    arena.add("info.len", "<u4", (num_envs,))
-    arena.add("info", "|u1", (num_envs, info_bytes))
+    """Declares the step arrays (a row per env), the actions and the mailboxes."""
+    plan_outputs(arena, "", obs_leaves, num_envs, info_bytes)
+    for i, leaf in enumerate(act_leaves):
+        arena.add(f"act{i}", leaf.dtype, (num_envs, *leaf.shape))
+        if leaf.kind == "codec":
+            arena.add(f"act{i}.len", "<u4", (num_envs,))
     arena.add("mailbox", "|u1", (num_workers, mailbox_bytes))
 
 
@@ -102,18 +111,9 @@ def plan_async_arrays(arena: Arena, obs_leaves: list[Leaf], rows: int, blocks: i
     its fill counters (one per cache line) and each worker's ring of env ids.
     tmpfs allocates pages on first touch: a pool that never uses the async
     API pays no memory for them."""
-    for prefix in ("a.obs", "a.fobs"):
-        for i, leaf in enumerate(obs_leaves):
-            arena.add(f"{prefix}{i}", leaf.dtype, (rows, *leaf.shape))
-            if leaf.kind == "codec":
-                arena.add(f"{prefix}{i}.len", "<u4", (rows,))
-    arena.add("a.rew", "<f8", (rows,))
-    arena.add("a.term", "|b1", (rows,))
-    arena.add("a.trunc", "|b1", (rows,))
+    plan_outputs(arena, "a.", obs_leaves, rows, info_bytes)
     arena.add("a.env_id", "<i4", (rows,))
     arena.add("a.err", "|b1", (rows,))
-    arena.add("a.info.len", "<u4", (rows,))
-    arena.add("a.info", "|u1", (rows, info_bytes))
     arena.add("a.fill", "<u4", (blocks, ALIGN // 4))
     arena.add("rings", "|u1", (num_workers, -(-ring_bytes // ALIGN) * ALIGN))
 
