@@ -44,9 +44,6 @@ class AsyncBatches:
         self.fills = ffi.cast("uint32_t *", ffi.from_buffer(arrays["a.fill"]))
         self._rings = [ffi.cast("void *", ffi.from_buffer(arrays["rings"][w])) for w in range(pool.num_workers)]
         self.rings = ffi.new("void *[]", self._rings)
-        self.worker_of = np.empty(pool.num_envs, np.int64)
-        for w, (lo, hi) in enumerate(pool.ranges):
-            self.worker_of[lo:hi] = w
         self.running = np.zeros(pool.num_envs, bool)
         self.in_flight = 0
         self.next_block = 0
@@ -60,7 +57,7 @@ class AsyncBatches:
 
     def send(self, env_ids: np.ndarray) -> None:
         """Starts a step of each env in ``env_ids`` (validated, actions written)."""
-        workers = self.worker_of[env_ids]
+        workers = self.pool.worker_of[env_ids]
         order = np.argsort(workers, kind="stable")
         ids = np.ascontiguousarray(env_ids[order], dtype=np.uint64)
         used, counts = np.unique(workers[order], return_counts=True)

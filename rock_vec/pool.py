@@ -116,6 +116,7 @@ class Pool:
             raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], got {batch_size!r}")
         self.num_envs, self.num_workers, self.batch_size = num_envs, num_workers, int(batch_size)
         self.ranges = split_envs(num_envs, num_workers)
+        self.worker_of = np.repeat(np.arange(num_workers), [hi - lo for lo, hi in self.ranges])  # env -> worker
         self.on_worker_failure, self.max_restarts = on_worker_failure, max_restarts
         self.spin_ns, self.worker_spin_ns = spin_budgets(wait_policy, num_workers)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)

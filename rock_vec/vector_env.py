@@ -509,15 +509,7 @@ class AsyncVectorEnv(VectorEnv):
             raise ValueError(
                 "Values must be a list or tuple with length equal to the number of environments. "
                 f"Got `{len(values)}` values for {self.num_envs} environments.")
-        self._assert_idle("set_attr")
-        requests = {w: self._request({"op": "setattr", "name": name, "values": list(values[lo:hi])})
-                    for w, (lo, hi) in enumerate(self._pool.ranges)}
-        self._pool.dispatch(lib.RV_CMD_CALL, list(range(self.num_workers)), requests)
-        self._state = AsyncState.WAITING_CALL
-        try:
-            self._collect(None, "set_attr")
-        finally:
-            self._state = AsyncState.DEFAULT
+        self._env_call("setattr", name, list(range(self.num_envs)), values=list(values))
 
     # ---- closing ----
 
@@ -603,12 +595,11 @@ class AsyncVectorEnv(VectorEnv):
         of ops that return something, in the same order."""
         self._assert_is_running()
         self._assert_idle(op)
-        ranges = self._pool.ranges
         per_worker: dict[int, list[int]] = {}
         for k, i in enumerate(indices):
             if not 0 <= i < self.num_envs:
                 raise IndexError(f"env index {i} out of range: the pool has envs 0..{self.num_envs - 1}")
-            per_worker.setdefault(int(np.searchsorted([hi for _, hi in ranges], i, side="right")), []).append(k)
+            per_worker.setdefault(int(self._pool.worker_of[i]), []).append(k)
         requests = {
             w: self._request({"op": op, "name": name, "args": args, "kwargs": kwargs or {},
                               "envs": [indices[k] for k in ks],
