@@ -40,13 +40,14 @@ class WorkerDiedError(RockVecError):
         env_ids: the env indices it hosted.
         exit_code: its exit status, or None when a signal ended it.
         signal: the signal number that ended it, or None.
+        out_of_memory: True when the kernel's out-of-memory killer ended it.
     """
 
     def __init__(self, message: str, *, worker: int, pid: int, env_ids: list[int],
-                 exit_code: int | None, signal: int | None):
+                 exit_code: int | None, signal: int | None, out_of_memory: bool = False):
         super().__init__(message)
         self.worker, self.pid, self.env_ids = worker, pid, env_ids
-        self.exit_code, self.signal = exit_code, signal
+        self.exit_code, self.signal, self.out_of_memory = exit_code, signal, out_of_memory
 
 
 class RemoteTraceback(Exception):
@@ -69,6 +70,19 @@ def how_it_ended(exit_code: int | None, sig: int | None) -> str:
             name = f"signal {sig}"
         return f"was killed by {name} (signal {sig})"
     return f"exited with code {exit_code}"
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has ended since
+    boot (/proc/vmstat), or None where that is not readable."""
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def death_hint(sig: int | None) -> str:

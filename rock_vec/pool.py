@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import weakref
 
 import cloudpickle
@@ -165,6 +166,7 @@ class Pool:
         self._pending: list[int] = []  # workers with an unfinished command
         self._collected: list[int] = []  # workers whose replies `replies` reads
         self.faults_seen = self._errors_seen = 0
+        self._oom_kills = errors.oom_kills()
         self.broken: BaseException | None = None
         self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
         self.batches = AsyncBatches(self, self.batch_size)
@@ -290,10 +292,16 @@ class Pool:
         slot = self.seg.slot(w)
         lo, hi = self.ranges[w]
         code, sig = (None, slot.exit_signal) if slot.exit_signal else (slot.exit_code, None)
+        # A SIGKILL while the kernel's OOM-kill count rose: out of memory, not a mystery.
+        kills = errors.oom_kills()
+        oom = sig == signal.SIGKILL and kills is not None and self._oom_kills is not None and kills > self._oom_kills
+        ended = ("was killed by the kernel's out-of-memory killer (SIGKILL)" if oom
+                 else errors.how_it_ended(code, sig))
         return errors.WorkerDiedError(
-            f"worker {w} (pid {slot.host_pid}, envs {lo}..{hi - 1}) {errors.how_it_ended(code, sig)} {when}"
-            f"{errors.death_hint(sig)}",
-            worker=w, pid=slot.host_pid, env_ids=list(range(lo, hi)), exit_code=code, signal=sig)
+            f"worker {w} (pid {slot.host_pid}, envs {lo}..{hi - 1}) {ended} {when}"
+            f"{'' if oom else errors.death_hint(sig)}",
+            worker=w, pid=slot.host_pid, env_ids=list(range(lo, hi)), exit_code=code, signal=sig,
+            out_of_memory=oom)
 
     def _on_fault(self, what: str, on_death=None) -> list[int]:
         """Handles workers the fork server found dead; returns restarted ones."""

@@ -150,3 +150,26 @@ class BusyEnv(gym.Env):
         while time.perf_counter() < end:
             pass
         return np.zeros(4, np.float32), 1.0, False, False, {}
+
+
+class HungryEnv(gym.Env):
+    """Moves its own process into a memory cgroup, then eats memory on step 2."""
+
+    observation_space = spaces.Box(-1, 1, (2,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, cgroup: str = "", eat_mib: int = 0):
+        self.cgroup, self.eat_mib, self.t, self.food = cgroup, eat_mib, 0, []
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if self.cgroup and self.eat_mib:
+            with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 2 and self.eat_mib:
+            self.food.append(np.ones(self.eat_mib << 20, np.uint8))
+        return np.zeros(2, np.float32), 0.0, False, False, {}

@@ -255,3 +255,38 @@ def test_unpicklable_env_fns_fail_fast_with_a_clear_message():
     lock = threading.Lock()
     with pytest.raises(TypeError, match="cannot be sent to the workers"):
         rock_vec.AsyncVectorEnv([lambda: (lock, SpaceEnv())[1]])
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A cgroup v1 memory group limited to 150 MiB (needs root and the v1 memory controller)."""
+    root = "/sys/fs/cgroup/memory"
+    path = os.path.join(root, f"rock_vec_test_{os.getpid()}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "memory.limit_in_bytes"), "w") as f:
+            f.write(str(150 << 20))
+    except OSError as exc:
+        pytest.skip(f"cannot make a memory-limited cgroup here ({exc}): needs root and cgroup v1's memory controller")
+    yield path
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            break
+        except OSError:
+            time.sleep(0.05)
+
+
+def test_a_worker_killed_for_memory_is_reported_as_out_of_memory(memory_cgroup):
+    from sample_envs import HungryEnv
+
+    fns = [lambda: HungryEnv(), lambda: HungryEnv(memory_cgroup, eat_mib=400)]
+    envs = rock_vec.AsyncVectorEnv(fns, num_workers=2)
+    try:
+        envs.reset(seed=0)
+        envs.step(np.zeros(2, np.int64))
+        with pytest.raises(WorkerDiedError, match="out-of-memory killer") as info:
+            envs.step(np.zeros(2, np.int64))
+        assert info.value.out_of_memory and info.value.env_ids == [1]
+    finally:
+        envs.close()
