@@ -25,6 +25,9 @@ from .pool import Pool, usable_cpus, workers_of
 from .worker import FORBIDDEN_CALLS, env_spec
 
 
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
 def _plan_workers(num_envs: int, envs_per_worker: int | None, num_workers: int | None,
                   max_concurrency: int | None) -> int:
     for name, value in (("envs_per_worker", envs_per_worker), ("num_workers", num_workers)):
@@ -233,10 +236,17 @@ class AsyncVectorEnv(VectorEnv):
         return self.get_attr("np_random_seed")
 
     @property
-    def np_random(self):
-        raise AttributeError(
-            "rock_vec cannot return the sub-environments' np.random.Generator objects (its codec carries "
-            "plain data only); use np_random_seed, or call(...) a method that returns plain data")
+    def np_random(self) -> tuple[np.random.Generator, ...]:
+        """Copies of the sub-environments' random generators, rebuilt from
+        their bit generators' states (Generators themselves are not plain data)."""
+        generators = []
+        for name, state in self._env_call("np_random", "np_random", list(range(self.num_envs))):
+            if name not in BIT_GENERATORS:
+                raise errors.RockVecError(f"a worker sent an unknown bit generator {name!r}")
+            bits = getattr(np.random, name)()
+            bits.state = state
+            generators.append(np.random.Generator(bits))
+        return tuple(generators)
 
     # ---- reset ----
 

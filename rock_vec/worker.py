@@ -341,6 +341,9 @@ class Worker:
                 env.set_wrapper_attr(name, req["values"][k])
             elif op == "setattr_outer":  # SB3: on the outermost wrapper
                 setattr(env, name, req["values"][k])
+            elif op == "np_random":  # a Generator as plain data: its bit generator's name and state
+                bits = env.get_wrapper_attr("np_random").bit_generator
+                results.append([type(bits).__name__, bits.state])
             elif op == "hasattr":
                 try:
                     env.get_wrapper_attr(name)

@@ -41,6 +41,15 @@ def test_reset_accepts_an_int_or_a_list_of_seeds(envs):
     assert envs.np_random_seed == (7, 8, 9, 10)
 
 
+def test_np_random_returns_copies_of_every_envs_generator(envs):
+    ref = gym.vector.SyncVectorEnv([lambda: SpaceEnv()] * 4)
+    envs.reset(seed=3)
+    ref.reset(seed=3)
+    ours, theirs = envs.np_random, ref.np_random
+    assert [g.integers(1 << 30) for g in ours] == [g.integers(1 << 30) for g in theirs]
+    ref.close()
+
+
 def test_reset_options_reach_every_env(envs):
     _, info = envs.reset(seed=0, options={"level": 3})
     assert info["options"]["level"].tolist() == [3, 3, 3, 3]
