@@ -47,7 +47,7 @@ from ._core import lib
 class _Pool:
     def __init__(self, path: str):
         from .segment import Segment
-        from .worker import load_env_fns
+        from .worker import load_env_source
 
         self.path = path
         self.seg = Segment.attach(path)
@@ -55,9 +55,9 @@ class _Pool:
         self.workers: dict[int, int] = {}  # index -> pid, while alive
         self.release_deadline: float | None = None
         try:
-            self.env_fns = load_env_fns(self.seg)  # imports once, shared by every fork
+            self.source = load_env_source(self.seg)  # imports once, shared by every fork
         except Exception:
-            self.env_fns = None  # each worker reports the error itself
+            self.source = None  # each worker reports the error itself
         gc.collect()  # then freeze: forked workers never write GC headers of what they share
         gc.freeze()
 
@@ -142,7 +142,7 @@ class Server:
                 os.close(fd)
             from .worker import run
 
-            code = run(f"/dev/fd/{pool.fd}", index, pool.env_fns)
+            code = run(f"/dev/fd/{pool.fd}", index, pool.source)
         except BaseException:
             traceback.print_exc()
         finally:

@@ -87,6 +87,8 @@ class Pool:
     Args:
         spec: how workers build envs: ``{"kind": "make", "env_spec", "kwargs"}``
             (JSON, any backend) or ``{"kind": "pickle"}`` with ``env_fns``.
+        exact_obs_space: workers check every env's observation space equals
+            ``obs_space`` (gymnasium's observation_mode='same'), not just its layout.
         obs_space, act_space: the single-env spaces.
         num_envs, num_workers: pool size; envs are split contiguously.
         autoreset_mode: a gymnasium ``AutoresetMode`` value string.
@@ -102,7 +104,7 @@ class Pool:
             workers are forked from the fork server (see ``launchers``).
     """
 
-    def __init__(self, *, spec: dict, env_fns=None, obs_space, act_space,
+    def __init__(self, *, spec: dict, env_fns=None, exact_obs_space: bool = False, obs_space, act_space,
                  num_envs: int, num_workers: int, autoreset_mode: str, wait_policy: str = "auto",
                  on_worker_failure: str = "raise", max_restarts: int = 3, info_bytes: int = 4096,
                  codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20, start_timeout: float = 120.0,
@@ -125,7 +127,9 @@ class Pool:
 
         blob = b""
         if spec["kind"] == "pickle":
-            blob = cloudpickle.dumps(env_fns)
+            # Spaces travel too, so every worker checks its envs' spaces exactly, as gymnasium does.
+            blob = cloudpickle.dumps({"env_fns": env_fns, "action_space": act_space,
+                                      "observation_space": obs_space if exact_obs_space else None})
             spec = dict(spec, length=len(blob))
         manifest = {
             "num_envs": num_envs,

@@ -177,7 +177,8 @@ class AsyncVectorEnv(VectorEnv):
         if info_bytes is None:
             info_bytes = 4096
         self._pool = Pool(
-            spec=spec, env_fns=env_fns, obs_space=self.single_observation_space,
+            spec=spec, env_fns=env_fns, exact_obs_space=observation_mode == "same",
+            obs_space=self.single_observation_space,
             act_space=self.single_action_space, num_envs=num_envs, num_workers=num_workers,
             autoreset_mode=self.autoreset_mode.value, wait_policy=wait_policy,
             on_worker_failure=on_worker_failure, max_restarts=max_restarts, info_bytes=info_bytes,

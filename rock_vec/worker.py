@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+from typing import NamedTuple
 
 import cloudpickle
 import gymnasium as gym
@@ -55,7 +56,16 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     return gym.spec(env_id)
 
 
-def load_env_fns(seg: Segment) -> list:
+class EnvSource(NamedTuple):
+    """How a worker builds its envs, and the spaces they must have exactly
+    (None: only the layout is checked, as for observation_mode='different')."""
+
+    env_fns: list
+    observation_space: gym.Space | None = None
+    action_space: gym.Space | None = None
+
+
+def load_env_source(seg: Segment) -> EnvSource:
     """The pool's env constructors, as the manifest describes them."""
     spec = seg.manifest["spec"]
     if spec["kind"] == "make":
@@ -65,9 +75,9 @@ def load_env_fns(seg: Segment) -> list:
         # shares it instead of importing its own copy after the fork.
         if isinstance(env_spec_.entry_point, str):
             gym.envs.registration.load_env_creator(env_spec_.entry_point)
-        return [lambda: gym.make(env_spec_, **kwargs)] * seg.manifest["num_envs"]
+        return EnvSource([lambda: gym.make(env_spec_, **kwargs)] * seg.manifest["num_envs"])
     blob = seg.arrays["spec"]
-    return cloudpickle.loads(blob[: spec["length"]].tobytes())
+    return EnvSource(**cloudpickle.loads(blob[: spec["length"]].tobytes()))
 
 
 class Output:
@@ -90,7 +100,7 @@ class Output:
 class Worker:
     """Serves one worker slot of a segment until told to close."""
 
-    def __init__(self, seg: Segment, index: int, env_fns: list | None = None):
+    def __init__(self, seg: Segment, index: int, source: EnvSource | None = None):
         self.seg, self.index = seg, index
         self.header, self.slot = seg.header, seg.slot(index)
         self.slot.pid = os.getpid()
@@ -107,7 +117,7 @@ class Worker:
         self.ring = ffi.cast("rv_spsc_ring_t *", ffi.from_buffer(a["rings"][index]))
         self.popped = ffi.new("uint64_t[]", max(1, self.hi - self.lo))
         self.envs: list = []
-        self.env_fns = env_fns
+        self.source = source
         self.autoreset = np.zeros(self.hi - self.lo, dtype=bool)
 
     # ---- life ----
@@ -174,14 +184,24 @@ class Worker:
 
     def _start(self) -> int:
         man = self.seg.manifest
-        fns = self.env_fns if self.env_fns is not None else load_env_fns(self.seg)
+        source = self.source if self.source is not None else load_env_source(self.seg)
         for i in range(self.lo, self.hi):
             self._env_index = i
-            self.envs.append(fns[i]())
+            self.envs.append(source.env_fns[i]())
         self._env_index = None
         obs_space, act_space = self.envs[0].observation_space, self.envs[0].action_space
         for j, env in enumerate(self.envs):
             self._env_index = self.lo + j
+            if source.observation_space is not None and env.observation_space != source.observation_space:
+                raise RuntimeError(
+                    f"AsyncVectorEnv(..., observation_mode='same') however env {self._env_index}'s observation "
+                    f"space {env.observation_space} is not {source.observation_space}. If this is intentional, "
+                    "use `observation_mode='different'` instead.")
+            if source.action_space is not None and env.action_space != source.action_space:
+                raise RuntimeError(
+                    f"env {self._env_index} has action space {env.action_space}, different from "
+                    f"`{source.action_space}`. In order to batch actions, the action spaces from all "
+                    "environments must be equal.")
             self._check_space("observation", env.observation_space, man["obs_leaves"])
             self._check_space("action", env.action_space, man["act_leaves"])
         self._env_index = None
@@ -383,11 +403,11 @@ def _is_wrapped(env, wrapper_class) -> bool:
     return False
 
 
-def run(segment_path: str, index: int, env_fns: list | None = None) -> int:
+def run(segment_path: str, index: int, source: EnvSource | None = None) -> int:
     """Attaches to a segment and serves worker ``index`` until closed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
     seg = Segment.attach(segment_path)
-    return Worker(seg, index, env_fns).serve()
+    return Worker(seg, index, source).serve()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -213,3 +213,11 @@ def test_edge_sizes_work(num_envs, epw):
 def test_config_edge_values_raise_clear_errors(options, match):
     with pytest.raises(ValueError, match=match):
         rock_vec.make_vec("CartPole-v1", num_envs=4, **options)
+
+
+def test_observation_mode_same_refuses_envs_whose_spaces_differ_like_gymnasium():
+    fns = [lambda lo=lo: SpaceEnv(observation_space=gym.spaces.Box(lo, lo + 1, (2,), np.float32)) for lo in range(3)]
+    with pytest.raises(RuntimeError, match="observation_mode='same'.*use `observation_mode='different'`"):
+        rock_vec.AsyncVectorEnv(fns, num_workers=3)
+    with pytest.raises(RuntimeError, match="action space"):
+        rock_vec.AsyncVectorEnv([lambda: SpaceEnv(), lambda: SpaceEnv(action_space=gym.spaces.Discrete(4))])
