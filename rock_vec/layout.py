@@ -42,7 +42,7 @@ class Leaf:
     shape: tuple
 
     def describe(self) -> str:
-        return "".join(f"[{p!r}]" for p in self.path) or "(root)"
+        return "".join(f"[{p!r}]" for p in self.path)
 
 
 def leaves_of(space: spaces.Space, codec_bytes: int, path: tuple = ()) -> list[Leaf]:
@@ -174,6 +174,7 @@ class LeafIO:
         self.leaves = leaves
         self.arrays = [views[f"{prefix}{i}"] for i in range(len(leaves))]
         self.lengths = [views.get(f"{prefix}{i}.len") for i in range(len(leaves))]
+        self.leaf_spaces = _leaf_spaces(space)
         self.single = len(leaves) == 1 and leaves[0].path == ()
         self.simple = all(leaf.kind == "array" for leaf in leaves)
         self.batch_views = assemble(space, self.arrays) if self.simple else None
@@ -184,11 +185,12 @@ class LeafIO:
         if self.single and self.simple:
             self.arrays[0][i] = value
             return
-        for leaf, array, length, item in zip(
-            self.leaves, self.arrays, self.lengths, leaf_values(self.space, value)
+        for leaf, leaf_space, array, length, item in zip(
+            self.leaves, self.leaf_spaces, self.arrays, self.lengths, leaf_values(self.space, value)
         ):
-            if leaf.kind == "codec":
-                length[i] = codec.encode_into(item, array[i], 0, what=f"observation{leaf.describe()}")
+            if leaf.kind == "codec":  # a space with no fixed layout: plain data only
+                what = f"observation{leaf.describe()} of env {i} (space {leaf_space})"
+                length[i] = codec.encode_into(item, array[i], 0, what=what)
             else:
                 array[i] = item
 

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -286,4 +287,23 @@ def test_a_worker_killed_for_memory_is_reported_as_out_of_memory(memory_cgroup):
             envs.step(np.zeros(2, np.int64))
         assert info.value.out_of_memory and info.value.env_ids == [1]
     finally:
+        envs.close()
+
+
+def test_an_observation_of_a_custom_space_that_is_not_plain_data_names_the_space():
+    class Opaque(gym.spaces.Space):
+        def sample(self, mask=None, probability=None):
+            return object()
+
+        def contains(self, x):
+            return True
+
+        def __eq__(self, other):
+            return isinstance(other, Opaque)
+
+    envs = None
+    with pytest.raises(rock_vec.codec.CodecError, match=r"observation of env 0 \(space .*Opaque"):
+        envs = rock_vec.AsyncVectorEnv([lambda: SpaceEnv(observation_space=Opaque())] * 2)
+        envs.reset(seed=0)
+    if envs is not None:
         envs.close()
