@@ -67,20 +67,22 @@ class RockVecEnv(VecEnv):
         self.venv.step_async(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
-        self.venv._collect(None, "step_wait")
-        obs, rew, term, trunc, _ = self.venv._step_results(None)
+        venv = self.venv
+        venv._collect(None, "step_wait")
+        # Read straight from the segment: every array returned below is new.
+        term, trunc = venv._term, venv._trunc
         dones = term | trunc
         done_list = dones.tolist()
         infos: list[dict] = []
-        for i, (env_infos, done, cut) in enumerate(zip(self.venv._env_infos(done_list), done_list,
+        for i, (env_infos, done, cut) in enumerate(zip(venv._env_infos(done_list), done_list,
                                                        (trunc & ~term).tolist())):
             info = env_infos[0]
             if done:
                 self.reset_infos[i] = env_infos[1]
-                info["terminal_observation"] = self.venv._final_obs_io.read_one(i)
+                info["terminal_observation"] = venv._final_obs_io.read_one(i)
             info["TimeLimit.truncated"] = cut
             infos.append(info)
-        return obs, rew.astype(np.float32), dones, infos
+        return venv._obs_io.read_batch(True), venv._rew.astype(np.float32), dones, infos
 
     def close(self) -> None:
         self.venv.close()
