@@ -58,13 +58,12 @@ class AsyncBatches:
     def send(self, env_ids: np.ndarray) -> None:
         """Starts a step of each env in ``env_ids`` (validated, actions written)."""
         workers = self.pool.worker_of[env_ids]
-        order = np.argsort(workers, kind="stable")
-        ids = np.ascontiguousarray(env_ids[order], dtype=np.uint64)
-        used, counts = np.unique(workers[order], return_counts=True)
+        ids = env_ids[np.argsort(workers, kind="stable")].astype(np.uint64)  # grouped by worker, in order
+        counts = np.bincount(workers, minlength=self.pool.num_workers).astype(np.uint32)
+        used = np.flatnonzero(counts).astype(np.uint32)
         self.pool.count_commands(len(used))
-        rc = lib.rv_send(self.pool.seg.header, self.rings, ffi.from_buffer("uint32_t[]", used.astype(np.uint32)),
-                         ffi.from_buffer("uint32_t[]", counts.astype(np.uint32)), len(used),
-                         ffi.from_buffer("uint64_t[]", ids))
+        rc = lib.rv_send(self.pool.seg.header, self.rings, ffi.from_buffer("uint32_t[]", used),
+                         ffi.from_buffer("uint32_t[]", counts[used]), len(used), ffi.from_buffer("uint64_t[]", ids))
         if rc != lib.RV_OK:
             raise RuntimeError("an env-id ring overflowed: rock_vec bug, please report")
         self.running[env_ids] = True
@@ -94,9 +93,9 @@ class AsyncBatches:
             WorkerDiedError naming the env ids a dead worker had in flight;
             multiprocessing.TimeoutError.
         """
-        b = self.next_block
-        self.pool.wait(lambda slice_ns: lib.rv_wait_block(
-            self.pool.seg.header, self.fills, b, self.batch, self.pool.faults_seen, self.pool.spin_ns, slice_ns),
+        b, pool = self.next_block, self.pool
+        pool.wait(lambda slice_ns: lib.rv_wait_block(
+            pool.seg.header, self.fills, b, self.batch, pool.faults_seen, pool.spin_ns, slice_ns),
             timeout, "recv", self._died)
         rows = slice(b * self.batch, (b + 1) * self.batch)
         if self.err[rows].any():

@@ -224,6 +224,8 @@ class Pool:
         Raises:
             WorkerDiedError, multiprocessing.TimeoutError.
         """
+        if timeout is None and wait_once(WAIT_SLICE_NS) == lib.RV_OK:
+            return []  # the common case, without the slicing loop
         deadline = None if timeout is None else lib.rv_now_ns() + int(timeout * 1e9)
         restarted: list[int] = []
         while True:
@@ -245,13 +247,9 @@ class Pool:
         """Waits for the pending command (``replies`` then reads what it
         returned). Raises the first worker error, a ``WorkerDiedError`` or
         ``multiprocessing.TimeoutError``."""
-        header, target = self.seg.header, self._target
-        if timeout is None and lib.rv_wait_done(header, target, self.faults_seen, self.spin_ns,
-                                                WAIT_SLICE_NS) == lib.RV_OK:
-            restarted = []  # the common case, without the slicing loop
-        else:
-            restarted = self.wait(lambda slice_ns: lib.rv_wait_done(
-                header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, what)
+        header = self.seg.header
+        restarted = self.wait(lambda slice_ns: lib.rv_wait_done(
+            header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, what)
         self._collected, self._pending = self._pending, []
         if self.seg.header.error_count != self._errors_seen:  # one word, not one per worker
             self._errors_seen = self.seg.header.error_count
