@@ -20,6 +20,8 @@ from gymnasium.vector.utils import batch_differing_spaces, batch_space
 
 from . import codec, errors
 from ._core import lib
+from .envpool_api import EnvPoolAPI
+from .infos import batch_infos
 from .layout import LeafIO, action_validator
 from .pool import Pool, usable_cpus, workers_of
 from .worker import FORBIDDEN_CALLS, env_spec
@@ -46,7 +48,7 @@ def _plan_workers(num_envs: int, envs_per_worker: int | None, num_workers: int |
     return max(1, min(num_workers, num_envs))
 
 
-class AsyncVectorEnv(VectorEnv):
+class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
     """Runs ``num_envs`` environments in worker processes over shared memory.
 
     A drop-in replacement for ``gymnasium.vector.AsyncVectorEnv``: same
@@ -368,98 +370,6 @@ class AsyncVectorEnv(VectorEnv):
                     self._trunc.copy(), infos)
         return self._obs_io.read_batch(False), self._rew, self._term, self._trunc, infos
 
-    # ---- asynchronous batches (EnvPool style) ----
-
-    def async_reset(self, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None) -> None:
-        """Resets every env; their first observations come back through :meth:`recv`,
-        ``batch_size`` at a time. Envs still running are waited for and their
-        results dropped, so this resets the whole pool at any time.
-
-        Raises:
-            ValueError, TypeError: on bad seeds (see :meth:`reset`).
-        """
-        self._assert_open()
-        self._assert_idle("async_reset")
-        seeds = self._seed_list(seed)
-        request = {"mask": None, "rows": True}
-        requests = {w: self._request(dict(request, seeds=seeds[lo:hi], options=[options] * (hi - lo)))
-                    for w, (lo, hi) in enumerate(self._pool.ranges)}
-        self._pool.quiesce()
-        self._batches.restart()
-        self._pool.dispatch(lib.RV_CMD_RESET, list(range(self.num_workers)), requests, collect=False)
-        self._batches.started_all()
-
-    def send(self, actions, env_id=None) -> None:
-        """Starts a step of the envs ``env_id`` (all envs when None) with ``actions``.
-
-        Raises:
-            ValueError: on ids out of range, repeated, or already running, or
-                actions that do not match the ids (checked before anything is sent).
-        """
-        self._assert_open()
-        self._assert_idle("send")
-        ids = np.arange(self.num_envs) if env_id is None else np.asarray(env_id)
-        if ids.ndim != 1 or ids.dtype.kind not in "iu":
-            raise ValueError(f"env_id must be a 1-D array of ints, got {ids.dtype} of shape {ids.shape}")
-        bad = ids[(ids < 0) | (ids >= self.num_envs)]
-        if bad.size:
-            raise ValueError(f"env_id {bad.tolist()} out of range: the pool has envs 0..{self.num_envs - 1}")
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError(f"env_id repeats ids: {ids.tolist()}")
-        running = ids[self._batches.running[ids]]
-        if running.size:
-            raise ValueError(f"envs {running.tolist()} are already running: recv their results before sending again")
-        check = self._validators.get(len(ids))
-        if check is None:
-            check = self._validators[len(ids)] = action_validator(
-                self.single_action_space, self._pool.act_leaves, len(ids))
-        self._act_io.write_rows(ids, check(actions))
-        self._batches.send(ids)
-
-    def recv(self, timeout: float | None = None):
-        """The next ``batch_size`` envs to finish, in finishing order.
-
-        Returns:
-            observations, rewards, terminations, truncations, infos, with
-            ``infos["env_id"]`` (int32) saying which env each row is.
-
-        Raises:
-            NoAsyncCallError: nothing is running (recv without send).
-            RockVecError: fewer envs are running than batch_size (it would wait forever).
-            multiprocessing.TimeoutError: after ``timeout`` seconds.
-            WorkerDiedError: naming the env ids a dead worker had in flight.
-        """
-        self._assert_open()
-        in_flight = self._batches.in_flight
-        if in_flight == 0:
-            raise errors.NoAsyncCallError("Calling `recv` without any env running: send() or async_reset() first",
-                                          "recv")
-        if in_flight < self.batch_size:
-            raise errors.RockVecError(
-                f"only {in_flight} envs are running, fewer than batch_size={self.batch_size}: recv would wait "
-                "forever; send more envs first")
-        rows = self._batches.wait_block(timeout)
-        try:
-            env_ids = self._batches.env_id[rows].copy()
-            a = self._pool.arrays
-            copy = self.copy
-            obs = self._async_obs_io.read_batch(copy, rows)
-            rew, term, trunc = a["a.rew"][rows], a["a.term"][rows], a["a.trunc"][rows]
-            if copy:
-                rew, term, trunc = rew.copy(), term.copy(), trunc.copy()
-            done = np.logical_or(a["a.term"], a["a.trunc"]) if self._same_step else None
-            infos = batch_infos(_BatchInfos(self.batch_size)._add_info, a["a.info"], a["a.info.len"], rows,
-                                self._async_final_obs_io, done)
-            infos["env_id"] = env_ids
-        finally:
-            self._batches.release(rows)
-        return obs, rew, term, trunc, infos
-
-    def step_envs(self, actions, env_id=None, timeout: float | None = None):
-        """EnvPool's ``step(actions, env_id)``: :meth:`send` then :meth:`recv`."""
-        self.send(actions, env_id)
-        return self.recv(timeout)
-
     # ---- call / attributes ----
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -636,35 +546,6 @@ class AsyncVectorEnv(VectorEnv):
         info, done = self._info, done or [False] * self.num_envs
         return [codec.decode(info[i, :n]) if n else [{}, {}] if done[i] else [{}]
                 for i, n in enumerate(self._info_len.tolist())]
-
-
-def batch_infos(add_info, info: np.ndarray, lengths: np.ndarray, rows: slice, final_obs: LeafIO | None = None,
-                done: np.ndarray | None = None) -> dict:
-    """The batched info dict of ``rows``, built with gymnasium's ``_add_info``
-    in row order exactly as SyncVectorEnv builds it. Rows whose info length is
-    0 had an empty info. With ``done`` (SAME_STEP), an ended row adds
-    ``{"final_obs", "final_info"}`` (its final obs from ``final_obs``), then
-    its reset info."""
-    infos: dict = {}
-    lens = lengths[rows]
-    visit = lens != 0 if done is None else (lens != 0) | done[rows]
-    for k in np.flatnonzero(visit).tolist():
-        row, n = rows.start + k, int(lens[k])
-        items = codec.decode(info[row, :n]) if n else [{}, {}]
-        if done is not None and done[row]:
-            infos = add_info(infos, {"final_obs": final_obs.read_one(row), "final_info": items[0]}, k)
-            items = items[1:]
-        infos = add_info(infos, items[0], k)
-    return infos
-
-
-class _BatchInfos:
-    """gymnasium's ``_add_info`` over a batch of ``size`` rows (async recv)."""
-
-    _add_info = VectorEnv._add_info
-
-    def __init__(self, size: int):
-        self.num_envs = size
 
 
 def make_vec(

@@ -1,0 +1,34 @@
+"""Infos batched exactly as gymnasium's SyncVectorEnv batches them.
+
+Each env's infos of a step travel through the codec as a list of dicts
+(an empty info travels as nothing at all); the learner adds them, row by row
+in env order, with gymnasium's own ``VectorEnv._add_info``, so keys, ``_key``
+masks and dtypes come out identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import codec
+from .layout import LeafIO
+
+
+def batch_infos(add_info, info: np.ndarray, lengths: np.ndarray, rows: slice, final_obs: LeafIO | None = None,
+                done: np.ndarray | None = None) -> dict:
+    """The batched info dict of ``rows``, built with gymnasium's ``_add_info``
+    in row order exactly as SyncVectorEnv builds it. Rows whose info length is
+    0 had an empty info. With ``done`` (SAME_STEP), an ended row adds
+    ``{"final_obs", "final_info"}`` (its final obs from ``final_obs``), then
+    its reset info."""
+    infos: dict = {}
+    lens = lengths[rows]
+    visit = lens != 0 if done is None else (lens != 0) | done[rows]
+    for k in np.flatnonzero(visit).tolist():
+        row, n = rows.start + k, int(lens[k])
+        items = codec.decode(info[row, :n]) if n else [{}, {}]
+        if done is not None and done[row]:
+            infos = add_info(infos, {"final_obs": final_obs.read_one(row), "final_info": items[0]}, k)
+            items = items[1:]
+        infos = add_info(infos, items[0], k)
+    return infos
