@@ -216,3 +216,19 @@ def test_recv_timeout_bounds_the_call():
         assert obs.shape == (2, 2)
     finally:
         envs.close()
+
+
+def test_close_with_envs_still_running_reaps_everything():
+    import os
+
+    envs = rock_vec.AsyncVectorEnv([lambda: FailingEnv(step_seconds=0.05)] * 4, batch_size=2, num_workers=2)
+    envs.async_reset()
+    *_, info = envs.recv(timeout=5)
+    envs.send(np.zeros(2, np.int64), info["env_id"])  # all 4 envs running now
+    pids = envs.worker_pids
+    started = time.monotonic()
+    envs.close()
+    assert time.monotonic() - started < 2.0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
