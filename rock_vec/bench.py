@@ -335,14 +335,6 @@ def sample_actions(space: gym.Space, rows: int, count: int = 16, seed: int = 0, 
     return out if dtype is None else out.astype(dtype)
 
 
-def action_batches(envs: gym.vector.VectorEnv, count: int = 16, seed: int = 0) -> np.ndarray:
-    """``count`` batches of valid actions of a gymnasium VectorEnv, stacked:
-    shape (count, num_envs, ...)."""
-    space = envs.action_space
-    space.seed(seed)
-    return np.stack([np.asarray(space.sample()) for _ in range(count)])
-
-
 @dataclass
 class Drive:
     """A started runner: call ``round(actions[i])`` again and again, then ``finish()``.

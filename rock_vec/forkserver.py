@@ -219,6 +219,19 @@ def main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------- learner side
 
 
+def python_running(module: str) -> list[str]:
+    """The command that runs ``module.main()`` in a fresh interpreter like the
+    learner's. ``-c`` puts the cwd first on sys.path: it is dropped, so rock_vec
+    and the envs' modules come from where the learner found them."""
+    return [sys.executable, "-c", f"import sys; sys.path.pop(0); from {module} import main; sys.exit(main())"]
+
+
+def child_environment() -> dict:
+    """The learner's environment, with its sys.path as PYTHONPATH: a child
+    imports what the learner can."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+
+
 class ForkServerError(RuntimeError):
     """The fork server could not do what was asked."""
 
@@ -239,15 +252,9 @@ class ForkServer:
     def __init__(self, start_timeout: float = 60.0):
         self.owner = os.getpid()
         ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        # The server must import what the learner can: the same sys.path.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
-            # `-c` puts the cwd first on sys.path: drop it, so rock_vec and the
-            # envs' modules come from where the learner found them.
-            [sys.executable, "-c", "import sys; sys.path.pop(0); import rock_vec.forkserver as f; sys.exit(f.main())",
-             "--fd", str(theirs.fileno())],
-            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+            [*python_running("rock_vec.forkserver"), "--fd", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], env=child_environment(), stdin=subprocess.DEVNULL,
         )
         theirs.close()
         self.sock = ours

@@ -8,8 +8,8 @@ wakes a learner waiting in C at once.
 - ``ForkServerLauncher`` (default): workers forked from the learner's fork
   server (rock_vec.forkserver): a few MiB each, started in milliseconds.
 - ``SpawnLauncher`` (``context="spawn"``): each worker a fresh interpreter
-  running ``python -m rock_vec.worker --segment PATH --index I``, the very
-  program a container runs; ~20 MiB and a fraction of a second each. Its
+  running the worker program (``rock_vec.worker.main`` with ``--segment PATH
+  --index I``, what ``python -m rock_vec.worker`` runs in a container); ~20 MiB and a fraction of a second each. Its
   watchdog is a thread in the learner holding a pidfd per worker; if the
   learner dies, these workers leave on its heartbeat (1.5 s), since nothing
   else outlives it to kill them.
@@ -20,12 +20,11 @@ from __future__ import annotations
 import os
 import select
 import subprocess
-import sys
 import threading
 import time
 
 from ._core import lib
-from .forkserver import ForkServer
+from .forkserver import ForkServer, child_environment, python_running
 
 
 def record_exit(seg, index: int, status_code: int) -> None:
@@ -64,12 +63,6 @@ class ForkServerLauncher:
                 "every worker of the pool went with it")
 
 
-# `-P`: the cwd must not shadow the rock_vec and env modules the learner uses.
-WORKER_PROGRAM = ([sys.executable, "-P", "-m", "rock_vec.worker"] if sys.version_info >= (3, 11) else
-                  [sys.executable, "-c", "import sys; sys.path.pop(0); from rock_vec.worker import main; "
-                                         "sys.exit(main())"])
-
-
 class SpawnLauncher:
     """Each worker a fresh ``python -m rock_vec.worker`` process, watched by a
     thread of the learner."""
@@ -85,11 +78,11 @@ class SpawnLauncher:
 
     def spawn(self, seg, workers: list[int], timeout: float) -> list[int]:
         self.seg = seg
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        env = child_environment()
         with self._lock:
             for w in workers:
                 proc = subprocess.Popen(
-                    [*WORKER_PROGRAM, "--segment", seg.path, "--index", str(w)],
+                    [*python_running("rock_vec.worker"), "--segment", seg.path, "--index", str(w)],
                     env=env, stdin=subprocess.DEVNULL)
                 self.procs[w] = proc
                 seg.slot(w).host_pid = proc.pid
