@@ -26,3 +26,28 @@ def assert_same(a, b, where):
             assert_same(getattr(a, field), getattr(b, field), f"{where}.{field}")
     else:
         assert type(a) is type(b) and a == b, f"{where}: {a!r} ({type(a)}) != {b!r} ({type(b)})"
+
+
+def assert_lockstep(ours, ref, steps: int, seed) -> None:
+    """Resets both vector envs with ``seed``, then steps them with the same
+    sampled actions, asserting identical results every time. With autoreset
+    DISABLED, envs that ended are reset (reset_mask) before the next step.
+    Closes both."""
+    from gymnasium.vector import AutoresetMode
+
+    try:
+        assert_same(ours.reset(seed=seed), ref.reset(seed=seed), "reset")
+        ref.action_space.seed(seed if isinstance(seed, int) else 0)
+        ended = np.zeros(ref.num_envs, bool)
+        for t in range(steps):
+            actions = ref.action_space.sample()
+            if ref.metadata["autoreset_mode"] == AutoresetMode.DISABLED and ended.any():
+                mask = ended.copy()
+                assert_same(ours.reset(options={"reset_mask": mask}), ref.reset(options={"reset_mask": mask}),
+                            f"masked reset before step {t}")
+            got, want = ours.step(actions), ref.step(actions)
+            assert_same(got, want, f"step {t}")
+            ended = np.logical_or(want[2], want[3])
+    finally:
+        ours.close()
+        ref.close()

@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rock_vec
 from sample_envs import SPACES, SpaceEnv
-from same import assert_same
+from same import assert_lockstep
 
 ACTIONS = {
     "discrete": spaces.Discrete(3),
@@ -25,26 +25,11 @@ ACTIONS = {
 def run_both(env_fn, num_envs, autoreset_mode, steps, seed, ref_fn=None, **options):
     ref = SyncVectorEnv([ref_fn or env_fn] * num_envs, autoreset_mode=autoreset_mode)
     ours = rock_vec.AsyncVectorEnv([env_fn] * num_envs, autoreset_mode=autoreset_mode, **options)
-    try:
-        assert ours.single_observation_space == ref.single_observation_space
-        assert ours.observation_space == ref.observation_space
-        assert ours.action_space == ref.action_space
-        assert ours.metadata == ref.metadata
-        assert_same(ours.reset(seed=seed), ref.reset(seed=seed), "reset")
-        ref.action_space.seed(seed)
-        ref_done = np.zeros(num_envs, bool)
-        for t in range(steps):
-            actions = ref.action_space.sample()
-            if autoreset_mode == AutoresetMode.DISABLED and np.any(ref_done):
-                mask = ref_done.copy()
-                assert_same(ours.reset(options={"reset_mask": mask}), ref.reset(options={"reset_mask": mask}),
-                            f"masked reset before step {t}")
-            got, want = ours.step(actions), ref.step(actions)
-            assert_same(got, want, f"step {t}")
-            ref_done = np.logical_or(want[2], want[3])
-    finally:
-        ours.close()
-        ref.close()
+    assert ours.single_observation_space == ref.single_observation_space
+    assert ours.observation_space == ref.observation_space
+    assert ours.action_space == ref.action_space
+    assert ours.metadata == ref.metadata
+    assert_lockstep(ours, ref, steps, seed)
 
 
 @pytest.mark.parametrize("name", list(SPACES))
@@ -82,14 +67,7 @@ def test_cartpole_matches_sync_in_every_layout(layout):
 def test_make_vec_matches_gymnasium_sync():
     ours = rock_vec.make_vec("CartPole-v1", num_envs=6, envs_per_worker=4)
     ref = SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 6)
-    try:
-        assert_same(ours.reset(seed=[1, 2, 3, 4, 5, 6]), ref.reset(seed=[1, 2, 3, 4, 5, 6]), "reset")
-        for t in range(200):
-            a = ref.action_space.sample()
-            assert_same(ours.step(a), ref.step(a), f"step {t}")
-    finally:
-        ours.close()
-        ref.close()
+    assert_lockstep(ours, ref, 200, seed=[1, 2, 3, 4, 5, 6])
 
 
 def test_copy_false_returns_views_valid_until_the_next_call():

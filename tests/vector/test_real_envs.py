@@ -12,7 +12,7 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rock_vec
-from same import assert_same
+from same import assert_lockstep
 
 
 def ale():
@@ -41,15 +41,7 @@ def test_real_envs_match_sync_step_by_step(env_id, needs, steps, mode):
     needs()
     ours = rock_vec.make_vec(env_id, num_envs=3, num_workers=2, autoreset_mode=mode)
     ref = SyncVectorEnv([lambda: gym.make(env_id)] * 3, autoreset_mode=mode)
-    try:
-        assert_same(ours.reset(seed=1), ref.reset(seed=1), "reset")
-        ref.action_space.seed(0)
-        for t in range(steps):
-            actions = ref.action_space.sample()
-            assert_same(ours.step(actions), ref.step(actions), f"step {t}")
-    finally:
-        ours.close()
-        ref.close()
+    assert_lockstep(ours, ref, steps, seed=1)
 
 
 def test_mujoco_infos_arrive_batched_every_step():
