@@ -11,58 +11,140 @@ uint32 little-endian ("n"), numbers little-endian.
     0x05 float <d      0x06 complex <dd
     0x07 str: n + utf-8 (surrogatepass)  0x08 bytes: n + raw  0x09 bytearray
     0x0A list: n + n values   0x0B tuple   0x0C set   0x0D frozenset
-    0x0E dict: n + n (key, value) pairs, in insertion order
+    0x0E dict: n + n (key, value) pairs, in insertion order   0x0F OrderedDict: as dict
     0x10 ndarray: u8 k + dtype.str (k ascii bytes), u8 ndim, ndim x <Q dims,
          then size * itemsize raw bytes in C order
     0x11 numpy scalar: u8 k + dtype.str, then itemsize raw bytes
     0x12 np.float64 <d   0x13 np.float32 <f   0x14 np.int64 <q
     0x15 np.False_       0x16 np.True_        0x17 np.str_ / 0x18 np.bytes_ as str/bytes
+    0x19 numpy scalar of a type that dtype.str does not name (np.longlong,
+         np.ulonglong): u8 dtype.char, then as 0x11
+    0x1A named tuple: n + module, n + qualname (utf-8), then n + n items
+    0x1B enum member: n + module, n + qualname (utf-8), then its .value
+    0x1C ndarray whose dtype.str does not name its scalar type (dtype np.longlong):
+         u8 dtype.char, then as 0x10
 A message is exactly one value; trailing bytes are an error.
 
-Types come back exactly (``int`` as ``int``, ``np.float32`` as ``np.float32``).
-Subclasses of dict/list/tuple/set/str/bytes/int/float/complex (OrderedDict,
-namedtuple, IntEnum, ...) travel as their plain base type; ndarray subclasses
-travel as plain arrays (a masked array loses its mask). np.longlong/np.ulonglong
-come back as np.int64/np.uint64 (same dtype.str). Object, structured/void and
-variable-width string dtypes are rejected.
+Types come back exactly (``int`` as ``int``, ``np.float32`` as ``np.float32``,
+``np.longlong`` as ``np.longlong``), or the value is refused on encode with a
+CodecError naming its path and type; nothing is silently turned into another
+type. Of the subclasses of builtin types, three kinds travel as themselves:
+``collections.OrderedDict`` (exactly), named tuples (tuple subclasses with a
+``_fields`` tuple of str: ``collections.namedtuple``, ``typing.NamedTuple``,
+gymnasium's ``GraphInstance``) and enum members (any ``enum.Enum``, IntEnum and
+StrEnum included). Named tuples and enums travel by class name (module and
+qualname); decode finds the class only among the modules already loaded in the
+decoding process (``loaded_class``: module and class namespaces are read
+directly, so no module ``__getattr__`` or metaclass hook runs), builds a named
+tuple with ``tuple.__new__`` (no ``__new__``/``__init__`` of the class runs) and
+returns an enum member from the class's value map (the class is never called).
+A class that is not loaded there, or does not qualify, is a CodecError, never a
+plain tuple or value. Every other subclass of dict/list/tuple/set/frozenset/str/
+bytes/bytearray/int/float/complex (defaultdict, a user's ``class Name(str)``),
+ndarray subclasses (masked arrays, np.matrix, np.memmap, np.recarray) and numpy
+scalar subclasses are refused on encode, saying how to convert them. Object,
+structured/void and variable-width string dtypes are rejected.
 
-Safety promise of ``decode``: it never executes code, imports or builds classes
-other than those above; nesting is bounded (MAX_DEPTH); every length and count is
-checked against the bytes that remain before anything is allocated; dtypes are
-parsed from a whitelist; malformed input raises CodecError and nothing else. The
+Safety promise of ``decode``: it never imports, unpickles or executes code a
+worker chooses; it builds only the types above, and of the classes a message
+names (named tuples, enums) it only looks up ones already loaded, calling no
+constructor, ``__new__``, ``__init__``, module ``__getattr__`` or metaclass hook
+(a decoded named tuple or enum member used as a dict key or set item is hashed by
+its own class, as the learner's code would hash it anyway); nesting is bounded
+(MAX_DEPTH); every length and count is checked against the bytes that remain
+before anything is allocated; dtypes and scalar type codes are parsed from a
+whitelist; malformed input raises CodecError and nothing else. The
 result never aliases the input buffer, and no view of the buffer outlives the call.
 """
 
+import collections
+import enum
 import math
 import re
 import struct
+import sys
+import types
 
 import numpy as np
 
-__all__ = ["CodecError", "MAX_DEPTH", "encode", "encode_into", "decode"]
+__all__ = ["CodecError", "MAX_DEPTH", "encode", "encode_into", "decode", "loaded_class"]
 
 MAX_DEPTH = 64  # container nesting bound on both ends (also stops cycles on encode)
 
 (T_NONE, T_FALSE, T_TRUE, T_INT, T_BIGINT, T_FLOAT, T_COMPLEX, T_STR, T_BYTES,
  T_BYTEARRAY, T_LIST, T_TUPLE, T_SET, T_FROZENSET, T_DICT) = range(15)
+T_ODICT = 0x0F
 (T_ARRAY, T_NPSCALAR, T_NPF64, T_NPF32, T_NPI64, T_NPFALSE, T_NPTRUE, T_NPSTR,
- T_NPBYTES) = range(0x10, 0x19)
+ T_NPBYTES, T_NPTYPED, T_NAMEDTUPLE, T_ENUM, T_ARRAYTYPED) = range(0x10, 0x1D)
 
 # Precompiled: "_TAG_N" packs tag + uint32 length/count, "_TAG_K" tag + dtype.str length.
-_TAG_N, _TAG_Q, _TAG_D, _TAG_F, _TAG_DD, _TAG_K = (
-    struct.Struct(f) for f in ("<BI", "<Bq", "<Bd", "<Bf", "<Bdd", "<BB"))
+_TAG_N, _TAG_Q, _TAG_D, _TAG_F, _TAG_DD, _TAG_K, _TAG_CK = (
+    struct.Struct(f) for f in ("<BI", "<Bq", "<Bd", "<Bf", "<Bdd", "<BB", "<BBB"))
 _N, _Q, _D, _F, _DD = (struct.Struct(f) for f in ("<I", "<q", "<d", "<f", "<dd"))
 _DIMS = [struct.Struct(f"<{i}Q") for i in range(MAX_DEPTH + 1)]  # numpy allows 64 dims
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _DTYPE_KINDS = frozenset("biufcSUmM")
 _DTYPE_RE = re.compile(rb"[<>|](?:b1|[iu][1248]|f(?:2|4|8|12|16)|c(?:8|16|24|32)"
                        rb"|[SU][1-9][0-9]{0,8}|[mM]8(?:\[[0-9]{0,6}[a-zA-Z]{1,2}\])?)")
+# Scalar type codes a message may name (0x19/0x1C), and those whose type dtype.str
+# alone does not give back (np.longlong/np.ulonglong where int64 is a C long).
+_TYPE_CHARS = {ord(c): np.dtype(c) for c in "bBhHiIlLqQefdgFDG"}
+_ODD_CHARS = "".join(chr(c) for c, dt in _TYPE_CHARS.items() if np.dtype(dt.str).type is not dt.type)
 _ONLY = ("only None, bool, int, float, complex, str, bytes, list, tuple, dict, set, "
-         "numpy arrays (non-object dtypes) and numpy scalars travel")
+         "numpy arrays (non-object dtypes), numpy scalars, OrderedDict, named tuples "
+         "and enum members travel")
 
 
 class CodecError(ValueError):
     """Raised when a value cannot be encoded or a buffer cannot be decoded."""
+
+
+# ---------------------------------------------------------------- classes by name
+# Read namespaces through the descriptors of ``type`` and ``ModuleType`` themselves,
+# so that neither a metaclass nor a module subclass can put code in the way.
+_class_dict = type.__dict__["__dict__"].__get__
+_class_mro = type.__dict__["__mro__"].__get__
+_module_dict = types.ModuleType.__dict__["__dict__"].__get__
+
+
+def loaded_class(module, qualname):
+    """The class ``module.qualname`` if it is already loaded in this process, else None.
+
+    Imports nothing and calls no code: the module is taken from ``sys.modules``
+    (it must be a module object), then each part of ``qualname`` is read from the
+    module's or class's own namespace (never ``getattr``, which could run a module
+    ``__getattr__``, a metaclass hook or a descriptor). Every step must be a class,
+    so ``<locals>`` and attributes that are not classes are never found.
+    """
+    if type(module) is not str or type(qualname) is not str:
+        return None
+    obj = sys.modules.get(module)
+    if obj is None or not issubclass(type(obj), types.ModuleType):
+        return None
+    names = _module_dict(obj)
+    for part in qualname.split("."):
+        obj = names.get(part)
+        if obj is None or not issubclass(type(obj), type):
+            return None
+        names = _class_dict(obj)
+    return obj
+
+
+def _class_attr(cls, name):
+    """``name`` from the namespaces along ``cls``'s MRO (no descriptors, no hooks), or None."""
+    for base in _class_mro(cls):
+        names = _class_dict(base)
+        if name in names:
+            return names[name]
+    return None
+
+
+def _inherits(cls, base):
+    return any(b is base for b in _class_mro(cls))  # identity only: no metaclass __eq__
+
+
+def _type_name(t):
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 # ---------------------------------------------------------------- encoding
@@ -71,10 +153,12 @@ class _Fail(Exception):
     """Internal: unwinds the encoder, collecting the path (innermost first)."""
 
     def __init__(self, obj, reason=None):
-        t = type(obj)
-        name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
-        self.detail = reason or f" of type {name}: {_ONLY}"
+        self.detail = reason or f" of type {_type_name(type(obj))}: {_ONLY}"
         self.path = []
+
+
+def _refuse(o, why):
+    return _Fail(o, f" of type {_type_name(type(o))}: {why}")
 
 
 def _e_none(o, out, d):
@@ -113,25 +197,32 @@ def _e_bytes(o, out, d, tag=T_BYTES):
     out.append(bytes(o))
 
 
+def _too_deep(o):
+    return _Fail(o, f": nested deeper than {MAX_DEPTH} containers (a cycle?)")
+
+
+def _e_items(o, out, d, ordered=True):
+    for i, v in enumerate(o):
+        try:
+            _get(type(v), _e_other)(v, out, d)
+        except _Fail as f:
+            f.path.append(f"[{i}]" if ordered else "{*}")
+            raise
+
+
 def _seq_encoder(tag, ordered):
     def enc(o, out, d):
         if d >= MAX_DEPTH:
-            raise _Fail(o, f": nested deeper than {MAX_DEPTH} containers (a cycle?)")
+            raise _too_deep(o)
         out.append(_TAG_N.pack(tag, len(o)))
-        d += 1
-        for i, v in enumerate(o):
-            try:
-                _get(type(v), _e_other)(v, out, d)
-            except _Fail as f:
-                f.path.append(f"[{i}]" if ordered else "{*}")
-                raise
+        _e_items(o, out, d + 1, ordered)
     return enc
 
 
-def _e_dict(o, out, d):
+def _e_dict(o, out, d, tag=T_DICT):
     if d >= MAX_DEPTH:
-        raise _Fail(o, f": nested deeper than {MAX_DEPTH} containers (a cycle?)")
-    out.append(_TAG_N.pack(T_DICT, len(o)))
+        raise _too_deep(o)
+    out.append(_TAG_N.pack(tag, len(o)))
     d += 1
     for k, v in o.items():
         try:
@@ -157,7 +248,12 @@ def _check_dtype(o, dt):
 def _e_array(o, out, d):
     s = _check_dtype(o, o.dtype)
     shape = o.shape
-    out.append(_TAG_K.pack(T_ARRAY, len(s)) + s + bytes((len(shape),)) + _DIMS[len(shape)].pack(*shape))
+    tail = s + bytes((len(shape),)) + _DIMS[len(shape)].pack(*shape)
+    char = o.dtype.char
+    if char in _ODD_CHARS:  # dtype('q'): dtype.str '<i8' alone would come back as int64
+        out.append(_TAG_CK.pack(T_ARRAYTYPED, ord(char), len(s)) + tail)
+    else:
+        out.append(_TAG_K.pack(T_ARRAY, len(s)) + tail)
     if o.nbytes > 65536 and o.flags.c_contiguous:
         out.append(o.reshape(-1).view(np.uint8))  # join() copies it once, skip tobytes()
     else:
@@ -169,20 +265,92 @@ def _e_npscalar(o, out, d):
     out.append(_TAG_K.pack(T_NPSCALAR, len(s)) + s + o.tobytes())
 
 
-def _e_other(o, out, d):
-    """Subclasses and numpy scalar types not in the table; caches what it finds."""
-    t = type(o)
+def _e_npscalar_typed(o, out, d):
+    s = _check_dtype(o, o.dtype)
+    out.append(_TAG_CK.pack(T_NPTYPED, ord(o.dtype.char), len(s)) + s + o.tobytes())
+
+
+def _class_header(tag, t, o, convert):
+    """Tag and class name of a named tuple or enum class that decode can look up."""
+    module, qualname = t.__module__, t.__qualname__
+    if type(module) is not str or type(qualname) is not str or "<locals>" in qualname:
+        where = ("is defined inside a function" if type(qualname) is str
+                 else "has no str __module__ and __qualname__")
+        raise _refuse(o, f"its class {where}, where decode (which looks classes up by name) can "
+                         f"never find it; define it at module level, or convert it with {convert}")
+    m, q = module.encode("utf-8", "surrogatepass"), qualname.encode("utf-8", "surrogatepass")
+    return _TAG_N.pack(tag, len(m)) + m + _N.pack(len(q)) + q
+
+
+def _named_tuple_encoder(t, o, fields):
+    head = _class_header(T_NAMEDTUPLE, t, o, "tuple(x)")
+    n_fields = len(fields)
+
+    def enc(o, out, d):
+        if d >= MAX_DEPTH:
+            raise _too_deep(o)
+        if len(o) != n_fields:
+            raise _refuse(o, f"this named tuple has {len(o)} items but its class has "
+                             f"{n_fields} _fields; convert it with tuple(x)")
+        out.append(head)
+        out.append(_N.pack(n_fields))
+        _e_items(o, out, d + 1)
+    return enc
+
+
+def _enum_encoder(t, o):
+    head = _class_header(T_ENUM, t, o, "x.value")
+
+    def enc(o, out, d):
+        if d >= MAX_DEPTH:
+            raise _too_deep(o)
+        out.append(head)
+        v = o._value_
+        try:
+            _get(type(v), _e_other)(v, out, d + 1)
+        except _Fail as f:
+            f.path.append(".value")
+            raise
+    return enc
+
+
+_CONVERT = {dict: "dict(x)", list: "list(x)", tuple: "tuple(x)", set: "set(x)", frozenset: "frozenset(x)",
+            str: "str(x)", bytes: "bytes(x)", bytearray: "bytearray(x)", int: "int(x)", float: "float(x)",
+            complex: "complex(x)"}
+
+
+def _encoder_for(o, t):
+    """The encoder for a type not in the table, or _Fail when it must not travel."""
+    if isinstance(o, enum.Enum):
+        return _enum_encoder(t, o)
     if isinstance(o, np.ndarray):
-        enc = _e_array
-    elif isinstance(o, np.generic):
-        enc = _e_npscalar
-    else:
-        for base in (dict, list, tuple, str, bytes, bytearray, int, float, complex, set, frozenset):
-            if isinstance(o, base):
-                enc = _ENC[base]
-                break
-        else:
-            raise _Fail(o)
+        raise _refuse(o, "numpy array subclasses do not travel (the learner would get another "
+                         "type); convert it with np.asarray(x)")
+    if isinstance(o, np.generic):
+        _check_dtype(o, o.dtype)
+        plain = np.dtype(o.dtype.str).type
+        if plain is t:
+            return _e_npscalar
+        if o.dtype.char in _ODD_CHARS and np.dtype(o.dtype.char).type is t:
+            return _e_npscalar_typed
+        raise _refuse(o, f"subclasses of numpy.{plain.__name__} do not travel (the learner would get "
+                         f"another type); convert it with numpy.{plain.__name__}(x)")
+    if isinstance(o, tuple):
+        fields = _class_attr(t, "_fields")
+        if type(fields) is tuple and all(type(f) is str for f in fields):
+            return _named_tuple_encoder(t, o, fields)
+    for base, convert in _CONVERT.items():
+        if isinstance(o, base):
+            also = {dict: " (collections.OrderedDict does)", tuple: " (named tuples with _fields do)"}
+            raise _refuse(o, f"subclasses of {base.__name__} do not travel{also.get(base, '')}, since "
+                             f"the learner would get another type; convert it with {convert}")
+    raise _Fail(o)
+
+
+def _e_other(o, out, d):
+    """Types not in the table: finds their encoder (or refuses them) and caches it."""
+    t = type(o)
+    enc = _encoder_for(o, t)
     if len(_ENC) < 1024:
         _ENC[t] = enc
     enc(o, out, d)
@@ -195,6 +363,7 @@ _ENC = {
     list: _seq_encoder(T_LIST, True), tuple: _seq_encoder(T_TUPLE, True),
     set: _seq_encoder(T_SET, False), frozenset: _seq_encoder(T_FROZENSET, False),
     dict: _e_dict, np.ndarray: _e_array,
+    collections.OrderedDict: lambda o, out, d: _e_dict(o, out, d, T_ODICT),
     np.float64: lambda o, out, d: out.append(_TAG_D.pack(T_NPF64, o)),
     np.float32: lambda o, out, d: out.append(_TAG_F.pack(T_NPF32, o)),
     np.int64: lambda o, out, d: out.append(_TAG_Q.pack(T_NPI64, o)),
@@ -210,8 +379,9 @@ def encode(obj, what="value"):
     """Encode ``obj`` to bytes.
 
     Args:
-        obj: A value made of the supported types (see the module docstring);
-            subclasses of the builtin types are encoded as their plain base type.
+        obj: A value made of the supported types (see the module docstring).
+            OrderedDict, named tuples and enum members keep their type; other
+            subclasses of builtin types and of ndarray are refused.
         what: Name of the value, used as the root of the path in error messages.
 
     Returns:
@@ -370,8 +540,28 @@ def _checked(flat, dt):
     return flat
 
 
+def _read_typed_dtype(mv, pos):
+    """Scalar type code + dtype.str (0x19, 0x1C): the dtype of that exact scalar type."""
+    code = _TYPE_CHARS.get(mv[pos])
+    if code is None:
+        raise CodecError(f"invalid or unsupported numpy scalar type code {mv[pos]} at offset {pos}")
+    dt, end = _read_dtype(mv, pos + 1)
+    if dt.kind != code.kind or dt.itemsize != code.itemsize:
+        raise CodecError(f"numpy scalar type code {code.char!r} does not match dtype {dt.str} at offset {pos}")
+    return code.newbyteorder(dt.byteorder), end
+
+
 def _d_array(mv, pos, depth):
     dt, pos = _read_dtype(mv, pos)
+    return _array_data(mv, pos, dt)
+
+
+def _d_array_typed(mv, pos, depth):
+    dt, pos = _read_typed_dtype(mv, pos)
+    return _array_data(mv, pos, dt)
+
+
+def _array_data(mv, pos, dt):
     ndim = mv[pos]
     if ndim > MAX_DEPTH:
         raise CodecError(f"array with {ndim} dimensions at offset {pos}")
@@ -387,11 +577,91 @@ def _d_array(mv, pos, depth):
     return flat.reshape(shape).copy(), pos + count * dt.itemsize  # copy: never alias the buffer
 
 
-def _d_npscalar(mv, pos, depth):
-    dt, pos = _read_dtype(mv, pos)
+def _d_npscalar(mv, pos, depth, read=_read_dtype):
+    dt, pos = read(mv, pos)
     if dt.itemsize > len(mv) - pos:
         raise CodecError(f"numpy scalar of dtype {dt.str} is truncated")
     return _checked(np.frombuffer(mv, dt, 1, pos), dt)[0], pos + dt.itemsize
+
+
+def _d_npscalar_typed(mv, pos, depth):
+    return _d_npscalar(mv, pos, depth, _read_typed_dtype)
+
+
+def _d_odict(mv, pos, depth):
+    d, pos = _d_dict(mv, pos, depth)
+    return collections.OrderedDict(d), pos
+
+
+def _d_name(mv, pos):
+    n, pos = _length(mv, pos)
+    return str(mv[pos:pos + n], "utf-8", "surrogatepass"), pos + n
+
+
+def _show_name(module, qualname):
+    name = f"{module}.{qualname}"
+    return name if len(name) <= 200 and name.isprintable() else ascii(name)[:200]
+
+
+def _d_class(mv, pos, depth, what, qualifies, needs):
+    """Reads a class name and looks the class up among those already loaded.
+    Returns (class, printable name, position); the name comes from the message, so
+    no attribute of the class is read through its metaclass."""
+    if depth >= MAX_DEPTH:
+        raise CodecError(f"nesting deeper than {MAX_DEPTH} at offset {pos - 1}")
+    module, pos = _d_name(mv, pos)
+    qualname, pos = _d_name(mv, pos)
+    cls = loaded_class(module, qualname)
+    name = _show_name(module, qualname)
+    if cls is None or not qualifies(cls):
+        why = "" if cls is None else f" (what is loaded under that name is not {needs})"
+        raise CodecError(f"{what} {name} is not loaded in this process{why}; decode imports nothing, "
+                         "so the class must already be imported where the value is decoded")
+    return cls, name, pos
+
+
+def _is_named_tuple(cls):
+    return _inherits(cls, tuple) and type(_class_attr(cls, "_fields")) is tuple
+
+
+def _d_named_tuple(mv, pos, depth):
+    cls, name, pos = _d_class(mv, pos, depth, "named tuple class", _is_named_tuple,
+                              "a tuple subclass with _fields")
+    n, pos = _length(mv, pos)  # every item takes at least its tag byte
+    fields = _class_attr(cls, "_fields")
+    if len(fields) != n:
+        raise CodecError(f"named tuple class {name} has {len(fields)} fields but the message "
+                         f"carries {n} items")
+    items = []
+    depth += 1
+    for _ in range(n):
+        v, pos = _DEC[mv[pos]](mv, pos + 1, depth)
+        items.append(v)
+    return tuple.__new__(cls, items), pos  # no __new__/__init__ of the class runs
+
+
+def _is_enum(cls):
+    return _inherits(cls, enum.Enum)
+
+
+def _d_enum(mv, pos, depth):
+    cls, name, pos = _d_class(mv, pos, depth, "enum class", _is_enum, "an enum.Enum subclass")
+    value, pos = _DEC[mv[pos]](mv, pos + 1, depth + 1)
+    member = None
+    by_value = _class_attr(cls, "_value2member_map_")
+    try:
+        member = by_value.get(value) if type(by_value) is dict else None
+    except TypeError:  # unhashable value: compare with each member's, as Enum itself does
+        members = _class_attr(cls, "_member_map_")
+        for m in members.values() if type(members) is dict else ():
+            if type(m._value_) is type(value) and m._value_ == value:
+                member = m
+                break
+    if type(member) is not cls:
+        shown = repr(value)[:100] if type(value) in (int, float, str, bytes, bool) else \
+            f"of type {type(value).__name__}"
+        raise CodecError(f"enum class {name} has no member with value {shown}")
+    return member, pos
 
 
 def _np_text(decoder, make):
@@ -419,6 +689,7 @@ _DEC[T_TUPLE] = _seq_decoder(tuple)
 _DEC[T_SET] = _seq_decoder(set)
 _DEC[T_FROZENSET] = _seq_decoder(frozenset)
 _DEC[T_DICT] = _d_dict
+_DEC[T_ODICT] = _d_odict
 _DEC[T_ARRAY] = _d_array
 _DEC[T_NPSCALAR] = _d_npscalar
 _DEC[T_NPF64] = lambda mv, pos, depth: (_f64(_D.unpack_from(mv, pos)[0]), pos + 8)
@@ -428,6 +699,10 @@ _DEC[T_NPFALSE] = lambda mv, pos, depth: (np.False_, pos)
 _DEC[T_NPTRUE] = lambda mv, pos, depth: (np.True_, pos)
 _DEC[T_NPSTR] = _np_text(_d_str, np.str_)
 _DEC[T_NPBYTES] = _np_text(_d_bytes, np.bytes_)
+_DEC[T_NPTYPED] = _d_npscalar_typed
+_DEC[T_NAMEDTUPLE] = _d_named_tuple
+_DEC[T_ENUM] = _d_enum
+_DEC[T_ARRAYTYPED] = _d_array_typed
 _DEC = tuple(_DEC)
 
 

@@ -131,13 +131,11 @@ def report_into(report: dict, buffer) -> int:
 
 
 def _loaded_exception_type(module: object, qualname: object) -> type | None:
-    if not isinstance(module, str) or not isinstance(qualname, str):
-        return None
-    obj = sys.modules.get(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-    if isinstance(obj, type) and issubclass(obj, BaseException):
-        return obj
+    """The exception class ``module.qualname`` if already loaded here, else None
+    (the codec's lookup: imports nothing, runs no module __getattr__ or metaclass hook)."""
+    cls = codec.loaded_class(module, qualname)
+    if cls is not None and issubclass(cls, BaseException):  # BaseException's metaclass is type: no hook
+        return cls
     return None
 
 

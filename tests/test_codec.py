@@ -5,12 +5,17 @@ import enum
 import importlib.util
 import math
 import pathlib
+import re
 import struct
 import sys
+import time
 import tracemalloc
+import types
+import typing
 
 import numpy as np
 import pytest
+from gymnasium.spaces import GraphInstance
 
 try:
     from rock_vec import codec
@@ -28,11 +33,64 @@ def roundtrip(obj):
     return decode(encode(obj))
 
 
+# Classes that travel by name must be found at module level where they are decoded.
+Point = collections.namedtuple("Point", "x y")
+
+
+class Pair(typing.NamedTuple):
+    left: int
+    right: object = None
+
+
+class Color(enum.IntEnum):
+    RED = 3
+    BLUE = 4
+
+
+class Shape(enum.Enum):
+    SQUARE = [4, 4]  # unhashable values: found by comparing with each member's
+    CORNER = (0, 0)
+    NAME = "shape"
+
+
+class Mode(enum.StrEnum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+class Perm(enum.IntFlag):
+    R = 4
+    W = 2
+
+
+READ_WRITE = Perm.R | Perm.W  # a composite member, created here so that it exists
+
+
+class Opaque(enum.Enum):
+    THING = object()  # a value that cannot travel
+
+
+def class_message(tag, module, qualname, payload):
+    """A hand-made named tuple (0x1A) or enum (0x1B) message naming any class."""
+    m, q = module.encode(), qualname.encode()
+    return bytes([tag]) + struct.pack("<I", len(m)) + m + struct.pack("<I", len(q)) + q + payload
+
+
+def named_tuple_message(module, qualname, items=(1, 2)):
+    return class_message(0x1A, module, qualname,
+                         struct.pack("<I", len(items)) + b"".join(encode(v) for v in items))
+
+
+def enum_message(module, qualname, value):
+    return class_message(0x1B, module, qualname, encode(value))
+
+
 def assert_same(a, b):
     """Deep equality that also demands identical types (and dtypes/shapes for arrays)."""
     assert type(a) is type(b), (a, b)
     if isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.dtype.str == b.dtype.str and a.shape == b.shape
+        assert a.dtype == b.dtype and a.dtype.str == b.dtype.str and a.dtype.char == b.dtype.char
+        assert a.shape == b.shape
         np.testing.assert_array_equal(a, b)
     elif isinstance(a, dict):
         assert list(a) == list(b)
@@ -138,18 +196,132 @@ def test_mujoco_style_info_keeps_float_types():
     assert_same(roundtrip(info), info)
 
 
-def test_subclasses_travel_as_their_plain_base_type():
-    class Color(enum.IntEnum):
-        RED = 3
-
-    class Name(str):
-        pass
-
-    Point = collections.namedtuple("Point", "x y")
-    value = {"od": collections.OrderedDict(b=1, a=2), "nt": Point(1, 2), "enum": Color.RED,
-             "s": Name("n"), "dd": collections.defaultdict(list, k=[1])}
+def test_named_tuples_round_trip_as_their_own_class_with_their_items():
+    graph = GraphInstance(nodes=np.arange(6, dtype=np.float32).reshape(3, 2), edges=None,
+                          edge_links=np.array([[0, 1], [1, 2]], dtype=np.int64))
+    with_edges = graph._replace(edges=np.array([1, 0], dtype=np.int64))
+    value = {"graph": graph, "graphs": [with_edges], "points": [Point(1, 2.5), Point(np.int64(3), "y")],
+             "pair": Pair(7), "nested": {"deep": (Pair(Point(0, 0), [Pair(1, 2)]),)}}
     back = roundtrip(value)
-    assert_same(back, {"od": {"b": 1, "a": 2}, "nt": (1, 2), "enum": 3, "s": "n", "dd": {"k": [1]}})
+    assert_same(back, value)
+    assert type(back["graph"]) is GraphInstance and back["graph"].edges is None
+    assert type(back["graphs"][0]) is GraphInstance and back["graphs"][0].edges.tolist() == [1, 0]
+    assert back["graph"].nodes.dtype == np.float32 and back["graph"].edge_links.shape == (2, 2)
+    assert type(back["points"][1]) is Point and back["points"][1].y == "y"
+    assert type(back["nested"]["deep"][0].left) is Point
+    assert back["pair"]._fields == ("left", "right") and back["pair"].right is None
+
+
+def test_ordered_dict_comes_back_as_ordered_dict_with_its_order():
+    value = collections.OrderedDict([("z", 1), ("a", collections.OrderedDict(b=2, a=1)), (3, [])])
+    back = roundtrip({"od": value})["od"]
+    assert type(back) is collections.OrderedDict and type(back["a"]) is collections.OrderedDict
+    assert list(back) == ["z", "a", 3] and list(back["a"]) == ["b", "a"]
+    assert_same(back, value)
+
+
+@pytest.mark.parametrize("member", [Color.RED, Color.BLUE, Shape.SQUARE, Shape.CORNER, Shape.NAME,
+                                    Mode.FAST, Perm.W, READ_WRITE], ids=repr)
+def test_enum_members_come_back_as_the_identical_member(member):
+    back = roundtrip({"m": [member]})["m"][0]
+    assert back is member
+
+
+@pytest.mark.parametrize("value", [np.longlong(-5), np.ulonglong(2**64 - 1),
+                                   np.array([1, -2], dtype=np.longlong), np.array([[7]], dtype=np.ulonglong),
+                                   np.array([3], dtype=np.dtype(np.longlong).newbyteorder(">"))],
+                         ids=["longlong", "ulonglong", "longlong_array", "ulonglong_array", "big_endian"])
+def test_longlong_scalars_and_arrays_keep_their_exact_type(value):
+    back = roundtrip({"v": value})["v"]
+    assert_same(back, value)
+    if isinstance(value, np.ndarray):
+        assert type(back[(0,) * back.ndim]) is type(value[(0,) * value.ndim])
+    assert type(roundtrip(np.int64(1))) is np.int64 and type(roundtrip(np.uint64(1))) is np.uint64
+
+
+class MyDict(dict):
+    pass
+
+
+class Name(str):
+    pass
+
+
+class Count(int):
+    pass
+
+
+@pytest.mark.parametrize("value, kind, convert", [
+    (collections.defaultdict(list, k=[1]), "dict", "dict(x)"),
+    (MyDict(a=1), "dict", "dict(x)"),
+    (type("SubOrdered", (collections.OrderedDict,), {})(a=1), "dict", "dict(x)"),
+    (type("L", (list,), {})([1]), "list", "list(x)"),
+    (time.gmtime(0), "tuple", "tuple(x)"),  # a struct sequence: a tuple without _fields
+    (type("S", (set,), {})(), "set", "set(x)"),
+    (type("F", (frozenset,), {})(), "frozenset", "frozenset(x)"),
+    (Name("n"), "str", "str(x)"),
+    (type("B", (bytes,), {})(b"b"), "bytes", "bytes(x)"),
+    (type("BA", (bytearray,), {})(b"b"), "bytearray", "bytearray(x)"),
+    (Count(3), "int", "int(x)"),
+    (type("Fl", (float,), {})(1.5), "float", "float(x)"),
+    (type("C", (complex,), {})(1j), "complex", "complex(x)"),
+], ids=lambda v: type(v).__name__ if not isinstance(v, str) else v)
+def test_other_subclasses_of_builtin_types_are_refused_with_path_type_and_conversion(value, kind, convert):
+    t = type(value)
+    name = f"{t.__module__}.{t.__qualname__}"
+    with pytest.raises(CodecError) as err:
+        encode({"x": [0, 1, value]}, what="info")
+    message = str(err.value)
+    assert message.startswith(f"cannot encode info['x'][2] of type {name}: subclasses of {kind} do not travel")
+    assert f"convert it with {convert}" in message
+
+
+@pytest.mark.parametrize("make", [lambda tmp: np.ma.masked_array([1, 2], mask=[0, 1]),
+                                  lambda tmp: np.matrix([[1, 2]]),
+                                  lambda tmp: np.rec.array([(1, 2.0)], dtype="i4,f8"),
+                                  lambda tmp: np.memmap(tmp / "m.bin", np.float32, "w+", shape=(3,))],
+                         ids=["masked", "matrix", "recarray", "memmap"])
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+def test_ndarray_subclasses_are_refused_saying_to_convert_with_asarray(make, tmp_path):
+    array = make(tmp_path)
+    name = f"{type(array).__module__}.{type(array).__qualname__}"
+    with pytest.raises(CodecError, match=rf"cannot encode info\['a'\] of type {re.escape(name)}: "
+                                         r"numpy array subclasses do not travel.*np\.asarray\(x\)"):
+        encode({"a": array}, what="info")
+    if array.dtype.fields is None:  # a recarray's structured dtype does not travel either way
+        assert type(roundtrip(np.asarray(array))) is np.ndarray
+
+
+def test_numpy_scalar_subclasses_are_refused():
+    sub = type("MyFloat", (np.float64,), {})
+    with pytest.raises(CodecError, match=r"cannot encode info\[0\] of type .*MyFloat: subclasses of "
+                                         r"numpy\.float64 do not travel.*numpy\.float64\(x\)"):
+        encode([sub(1.0)], what="info")
+
+
+def test_named_tuples_and_enums_defined_in_a_function_are_refused():
+    class LocalPair(typing.NamedTuple):
+        a: int
+
+    class LocalColor(enum.Enum):
+        RED = 1
+
+    for value, convert in ((LocalPair(1), "tuple(x)"), (LocalColor.RED, "x.value")):
+        with pytest.raises(CodecError, match=r"cannot encode info\['v'\] of type .*<locals>.*defined inside "
+                                             rf"a function.*convert it with {re.escape(convert)}"):
+            encode({"v": value}, what="info")
+    local = collections.namedtuple("LocalPoint", "a")  # qualname "LocalPoint": encodes, but is found nowhere
+    with pytest.raises(CodecError, match=rf"named tuple class {__name__}\.LocalPoint is not loaded in this process"):
+        roundtrip({"v": local(1)})
+
+
+def test_items_and_enum_values_that_cannot_travel_are_refused_with_their_path():
+    with pytest.raises(CodecError, match=r"cannot encode info\['p'\] of type .*Point: this named tuple has 3 items"):
+        encode({"p": tuple.__new__(Point, (1, 2, 3))}, what="info")
+    with pytest.raises(CodecError, match=r"cannot encode info\['p'\]\[1\] of type object: only None"):
+        encode({"p": Point(1, object())}, what="info")
+    with pytest.raises(CodecError, match=r"cannot encode info\['e'\]\.value of type object: only None"):
+        encode({"e": Opaque.THING}, what="info")
 
 
 def test_empty_dict_round_trips_to_a_fresh_dict():
@@ -204,7 +376,7 @@ def test_encode_error_names_the_path_and_type():
     (memoryview(b"x"), "info"),
 ], ids=str)
 def test_unsupported_values_raise_codec_error_with_their_path(bad, path):
-    with pytest.raises(CodecError, match=r"cannot encode " + __import__("re").escape(path) + " of type"):
+    with pytest.raises(CodecError, match=r"cannot encode " + re.escape(path) + " of type"):
         encode(bad, what="info")
 
 
@@ -263,7 +435,8 @@ def test_encode_into_reports_unsupported_values_like_encode():
         encode_into([{1, 2}.add], np.zeros(100, np.uint8), what="obs")
 
 
-RICH = {"i": 5, "big": -(2**90), "f": 0.5, "c": 1j, "s": "✓", "b": b"\x00", "ba": bytearray(b"z"),
+RICH = {"od": collections.OrderedDict(b=1, a=[2]), "nt": Point(1, Pair(np.arange(2))), "e": Color.RED,
+        "se": Shape.SQUARE, "ll": [np.longlong(-1), np.ulonglong(1), np.array([2, 3], np.longlong)], "i": 5, "big": -(2**90), "f": 0.5, "c": 1j, "s": "✓", "b": b"\x00", "ba": bytearray(b"z"),
         "l": [None, True, False], "t": (1,), "set": {2}, "fs": frozenset({3}),
         "a": np.arange(6, dtype=">i2").reshape(2, 3), "u": np.array(["ab"]), "S": np.array([b"q"]),
         "np": [np.float64(1), np.float32(2), np.int64(3), np.True_, np.str_("s"), np.bytes_(b"b"),
@@ -353,3 +526,167 @@ def test_unknown_tags_unhashable_keys_bad_utf8_and_empty_input_are_rejected():
 def test_decode_rejects_non_buffer_input_with_type_error():
     with pytest.raises(TypeError):
         decode("not bytes")
+
+
+def test_named_tuple_naming_a_class_that_is_not_loaded_is_a_codec_error_and_imports_nothing():
+    for module, qualname in [("rock_vec_never_loaded_module", "Point"), ("xml.dom.minidom", "Node"),
+                             (__name__, "NoSuchClass"), (__name__, "Point.x"), (__name__, "<locals>.Point"),
+                             (__name__, "test_items_and_enum_values_that_cannot_travel_are_refused_with_their_path"),
+                             ("", ""), (__name__, "")]:
+        assert module not in sys.modules or module == __name__
+        with pytest.raises(CodecError, match=rf"named tuple class {re.escape(module)}\.{re.escape(qualname)} "
+                                             "is not loaded in this process"):
+            decode(named_tuple_message(module, qualname))
+        assert module not in sys.modules or module == __name__
+
+
+@pytest.mark.parametrize("module, qualname", [("builtins", "dict"), ("builtins", "tuple"), ("os", "system"),
+                                              ("collections", "OrderedDict"), ("builtins", "print"),
+                                              ("sys", "modules"), ("time", "struct_time"), (__name__, "Color")])
+def test_named_tuple_naming_a_class_that_is_no_named_tuple_is_a_codec_error(module, qualname):
+    with pytest.raises(CodecError, match=rf"named tuple class {module}\.{qualname} is not loaded in this process"):
+        decode(named_tuple_message(module, qualname))
+
+
+@pytest.mark.parametrize("module, qualname", [("builtins", "int"), (__name__, "Point"), ("os", "system"),
+                                              ("enum", "EnumType"), ("rock_vec_never_loaded_module", "Color")])
+def test_enum_naming_a_class_that_is_no_loaded_enum_is_a_codec_error(module, qualname):
+    with pytest.raises(CodecError, match=rf"enum class {module}\.{qualname} is not loaded in this process"):
+        decode(enum_message(module, qualname, 3))
+
+
+def test_named_tuple_message_with_the_wrong_number_of_items_is_a_codec_error():
+    assert decode(named_tuple_message(__name__, "Point", (1, 2))) == Point(1, 2)
+    for items in [(), (1,), (1, 2, 3)]:
+        with pytest.raises(CodecError, match=rf"named tuple class {__name__}\.Point has 2 fields but the "
+                                             f"message carries {len(items)} items"):
+            decode(named_tuple_message(__name__, "Point", items))
+
+
+def test_enum_value_with_no_member_is_a_codec_error():
+    assert decode(enum_message(__name__, "Color", 4)) is Color.BLUE
+    for qualname, value in [("Color", 99), ("Color", "RED"), ("Shape", [4]), ("Shape", {"a": 1}), ("Mode", "FAST"),
+                            ("Perm", 1)]:
+        with pytest.raises(CodecError, match=rf"enum class {__name__}\.{qualname} has no member with value"):
+            decode(enum_message(__name__, qualname, value))
+
+
+class RecordingMeta(type):
+    """A metaclass whose hooks record every call: class lookups must never trigger them."""
+    calls = []
+
+    def __getattribute__(cls, name):
+        RecordingMeta.calls.append(("meta getattribute", name))
+        return super().__getattribute__(name)
+
+    def __getattr__(cls, name):
+        RecordingMeta.calls.append(("meta getattr", name))
+        raise AttributeError(name)
+
+    def __call__(cls, *args, **kwargs):
+        RecordingMeta.calls.append(("meta call", args))
+        return super().__call__(*args, **kwargs)
+
+    def __eq__(cls, other):
+        RecordingMeta.calls.append(("meta eq", other))
+        return super().__eq__(other)
+
+    __hash__ = type.__hash__
+
+    def __subclasscheck__(cls, sub):
+        RecordingMeta.calls.append(("meta subclasscheck", sub))
+        return super().__subclasscheck__(sub)
+
+    def __instancecheck__(cls, obj):
+        RecordingMeta.calls.append(("meta instancecheck", obj))
+        return super().__instancecheck__(obj)
+
+
+def test_class_lookup_never_runs_a_module_getattr_a_module_hook_or_a_metaclass_hook():
+    calls = RecordingMeta.calls
+    calls.clear()
+
+    class HookedModule(types.ModuleType):
+        def __getattribute__(self, name):
+            calls.append(("module getattribute", name))
+            return super().__getattribute__(name)
+
+    modname = "rock_vec_test_hooked_module"
+    module = HookedModule(modname)
+
+    def module_getattr(name):
+        calls.append(("module __getattr__", name))
+        return Point
+
+    class Hooked(tuple, metaclass=RecordingMeta):
+        _fields = ("a", "b")
+
+        def __new__(cls, *args):
+            calls.append(("class new", args))
+            return tuple.__new__(cls, args)
+
+        def __init__(self, *args):
+            calls.append(("class init", args))
+
+    class Outer(metaclass=RecordingMeta):
+        Inner = Hooked
+
+    Hooked.__module__ = Outer.__module__ = modname  # only these two lines run metaclass code
+    Hooked.__qualname__, Outer.__qualname__ = "Hooked", "Outer"
+    vars(module).update(__getattr__=module_getattr, Hooked=Hooked, Outer=Outer)
+    sys.modules[modname] = module
+    calls.clear()
+    try:
+        for qualname in ["Hooked", "Outer.Inner"]:
+            back = decode(named_tuple_message(modname, qualname, (1, "b")))
+            assert type(back) is Hooked and tuple(back) == (1, "b")
+        for qualname in ["Missing", "Outer.Missing", "Outer", "Hooked.a", "Outer.Inner.Missing"]:
+            with pytest.raises(CodecError, match="is not loaded in this process"):
+                decode(named_tuple_message(modname, qualname, (1, "b")))
+            with pytest.raises(CodecError, match="is not loaded in this process"):
+                decode(enum_message(modname, qualname, 1))
+        with pytest.raises(CodecError, match="has 2 fields"):
+            decode(named_tuple_message(modname, "Hooked", (1,)))
+        assert codec.loaded_class(modname, "Outer.Inner") is Hooked
+        assert codec.loaded_class(modname, "Point") is None  # only the module __getattr__ has it
+        assert calls == []
+        assert getattr(module, "Point") is Point and Outer.Inner is Hooked and calls  # the hooks are live
+    finally:
+        del sys.modules[modname]
+
+
+def test_loaded_class_finds_classes_already_loaded_and_nothing_else():
+    assert codec.loaded_class(__name__, "Point") is Point
+    assert codec.loaded_class("collections", "OrderedDict") is collections.OrderedDict
+    assert codec.loaded_class(GraphInstance.__module__, "GraphInstance") is GraphInstance
+    assert codec.loaded_class("builtins", "ValueError") is ValueError
+    for module, qualname in [("os", "system"), ("sys", "modules"), ("builtins", "print"), (__name__, "READ_WRITE"),
+                             ("rock_vec_never_loaded_module", "X"), (None, "X"), ("os", 1), ("os.path", ""),
+                             (Name("builtins"), "int")]:
+        assert codec.loaded_class(module, qualname) is None
+    assert "rock_vec_never_loaded_module" not in sys.modules
+
+
+def test_error_reports_rebuild_only_exception_classes_already_loaded():
+    errors = pytest.importorskip("rock_vec.errors")
+    assert errors._loaded_exception_type("builtins", "ValueError") is ValueError
+    assert errors._loaded_exception_type("gymnasium.error", "AlreadyPendingCallError") is \
+        errors.AlreadyPendingCallError
+    for module, qualname in [("builtins", "int"), ("os", "system"), ("rock_vec_never_loaded_module", "Error"),
+                             (1, "ValueError"), ("builtins", "ValueError.__class__")]:
+        assert errors._loaded_exception_type(module, qualname) is None
+
+
+@pytest.mark.parametrize("data", [
+    b"\x19O\x03|O8" + b"\x00" * 8,        # object type code
+    b"\x19V\x03|V8" + b"\x00" * 8,        # void type code
+    b"\x19q\x03<f8" + b"\x00" * 8,        # code and dtype disagree on kind
+    b"\x19q\x03<i4" + b"\x00" * 8,        # ... and on size
+    b"\x19q\x03<i8" + b"\x00" * 7,        # truncated
+    b"\x1cO\x03|O8\x01" + struct.pack("<Q", 1) + b"\x00" * 8,
+    b"\x1cq\x03<f8\x01" + struct.pack("<Q", 1) + b"\x00" * 8,
+    b"\x1cq\x03<i8\x01" + struct.pack("<Q", 2**60),
+], ids=["object", "void", "kind", "size", "truncated", "array_object", "array_kind", "array_huge"])
+def test_typed_numpy_scalars_and_arrays_accept_only_whitelisted_matching_type_codes(data):
+    with pytest.raises(CodecError):
+        decode(data)
