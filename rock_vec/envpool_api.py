@@ -7,7 +7,7 @@
 The mixin only checks arguments and moves actions and results; the machinery
 (per-worker rings of env ids, the output ring of blocks) is
 ``rock_vec.batches``. It relies on the attributes ``AsyncVectorEnv`` sets up
-(``_pool``, ``_batches``, ``_act_io``, the async ``LeafIO``s) and on its
+(``_pool``, ``_batches``, ``_actions``, the async ``LeafIO``s) and on its
 argument checks (``_assert_open``, ``_assert_idle``, ``_seed_list``).
 """
 
@@ -21,7 +21,6 @@ from gymnasium.vector import VectorEnv
 from . import errors
 from ._core import lib
 from .infos import batch_infos
-from .layout import action_validator
 
 
 class _BatchInfos:
@@ -75,11 +74,7 @@ class EnvPoolAPI:
         running = ids[self._batches.running[ids]]
         if running.size:
             raise ValueError(f"envs {running.tolist()} are already running: recv their results before sending again")
-        check = self._validators.get(len(ids))
-        if check is None:
-            check = self._validators[len(ids)] = action_validator(
-                self.single_action_space, self._pool.act_leaves, len(ids))
-        self._act_io.write_rows(ids, check(actions))
+        self._actions.write(self._actions.check(actions, len(ids)), ids)
         self._batches.send(ids)
 
     def recv(self, timeout: float | None = None):

@@ -38,6 +38,7 @@ import threading
 import time
 import traceback
 
+from . import main_module
 from ._core import lib
 
 
@@ -54,6 +55,7 @@ class _Pool:
         self.fd = self.seg.fd
         self.workers: dict[int, int] = {}  # index -> pid, while alive
         self.release_deadline: float | None = None
+        main_module.run(self.seg.manifest.get("main"))  # once per server, before any fork (see main_module)
         try:
             self.source = load_env_source(self.seg)  # imports once, shared by every fork
         except Exception:
@@ -212,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import worker  # noqa: F401
 
-    Server(socket.socket(fileno=args.fd)).run()
+    with socket.socket(fileno=args.fd) as sock:
+        Server(sock).run()
     return 0
 
 

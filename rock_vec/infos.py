@@ -19,7 +19,8 @@ def batch_infos(add_info, info: np.ndarray, lengths: np.ndarray, rows: slice, fi
     """The batched info dict of ``rows``, built with gymnasium's ``_add_info``
     in row order exactly as SyncVectorEnv builds it. Rows whose info length is
     0 had an empty info. With ``done`` (SAME_STEP), an ended row adds
-    ``{"final_obs", "final_info"}`` (its final obs from ``final_obs``), then
+    ``{"final_obs", "final_info"}`` (its final obs from ``final_obs``, with
+    the leaves the worker sent in the info: ``LeafIO.write_exact``), then
     its reset info."""
     infos: dict = {}
     lens = lengths[rows]
@@ -30,7 +31,8 @@ def batch_infos(add_info, info: np.ndarray, lengths: np.ndarray, rows: slice, fi
         row, n = rows.start + k, int(lens[k])
         items = codec.decode(info[row, :n]) if n else [{}, {}]
         if done is not None and done[row]:
-            infos = add_info(infos, {"final_obs": final_obs.read_one(row), "final_info": items[0]}, k)
+            final = final_obs.read_one(row, items[2] if len(items) > 2 else None)
+            infos = add_info(infos, {"final_obs": final, "final_info": items[0]}, k)
             items = items[1:]
         infos = add_info(infos, items[0], k)
     return infos

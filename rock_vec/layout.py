@@ -17,8 +17,10 @@ without sharing Python objects. docs/architecture.md explains the choice.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -87,21 +89,10 @@ def plan_outputs(arena: Arena, prefix: str, obs_leaves: list[Leaf], rows: int, i
     arena.add(f"{prefix}info", "|u1", (rows, info_bytes))
 
 
-def plan_arrays(
-    arena: Arena,
-    obs_leaves: list[Leaf],
-    act_leaves: list[Leaf],
-    num_envs: int,
-    num_workers: int,
-    info_bytes: int,
-    mailbox_bytes: int,
-) -> None:
-    """Declares the step arrays (a row per env), the actions and the mailboxes."""
+def plan_arrays(arena: Arena, obs_leaves: list[Leaf], num_envs: int, num_workers: int, info_bytes: int,
+                mailbox_bytes: int) -> None:
+    """Declares the step arrays (a row per env) and the mailboxes."""
     plan_outputs(arena, "", obs_leaves, num_envs, info_bytes)
-    for i, leaf in enumerate(act_leaves):
-        arena.add(f"act{i}", leaf.dtype, (num_envs, *leaf.shape))
-        if leaf.kind == "codec":
-            arena.add(f"act{i}.len", "<u4", (num_envs,))
     arena.add("mailbox", "|u1", (num_workers, mailbox_bytes))
 
 
@@ -162,12 +153,9 @@ def leaf_values(space: spaces.Space, value: Any) -> list:
 
 
 class LeafIO:
-    """Reads and writes values of one space through its leaf arrays.
-
-    Both sides use it: the learner for batched observations (read) and
-    actions (write), a worker for one env's action (read) and observation
-    (write).
-    """
+    """Reads and writes observations of one space through its leaf arrays:
+    a worker writes one env's, the learner reads the batch (or one env's
+    final observation)."""
 
     def __init__(self, space: spaces.Space, leaves: list[Leaf], views: dict, prefix: str):
         self.space = space
@@ -175,6 +163,7 @@ class LeafIO:
         self.arrays = [views[f"{prefix}{i}"] for i in range(len(leaves))]
         self.lengths = [views.get(f"{prefix}{i}.len") for i in range(len(leaves))]
         self.leaf_spaces = _leaf_spaces(space)
+        self._index = {leaf.path: k for k, leaf in enumerate(leaves)}
         self.single = len(leaves) == 1 and leaves[0].path == ()
         self.simple = all(leaf.kind == "array" for leaf in leaves)
         self.batch_views = assemble(space, self.arrays) if self.simple else None
@@ -185,28 +174,70 @@ class LeafIO:
         if self.single and self.simple:
             self.arrays[0][i] = value
             return
-        for leaf, leaf_space, array, length, item in zip(
-            self.leaves, self.leaf_spaces, self.arrays, self.lengths, leaf_values(self.space, value)
-        ):
-            if leaf.kind == "codec":  # a space with no fixed layout: plain data only
-                what = f"observation{leaf.describe()} of env {i} (space {leaf_space})"
-                length[i] = codec.encode_into(item, array[i], 0, what=what)
-            else:
-                array[i] = item
+        for k, item in enumerate(leaf_values(self.space, value)):
+            self._write_leaf(k, i, item)
 
-    def read_one(self, i: int) -> Any:
-        if self.single and self.simple:
+    def write_exact(self, i: int, value: Any) -> dict | None:
+        """Writes ``value`` so that ``read_one`` gives it back as the env
+        returned it, types included (SAME_STEP final observations, which
+        gymnasium hands over untouched). Leaves that the fixed arrays would
+        give back with the same type (an ndarray of the leaf's dtype and
+        shape, a numpy scalar of its dtype, a str; every codec leaf) are
+        written there; what is returned travels through the codec:
+
+        - ``{k: item}`` for each other leaf (a Python int, another dtype);
+        - ``"skeleton"``: the containers, when they are not the space's
+          plain dict (in its key order) and tuple (an OrderedDict, a named
+          tuple), with each leaf replaced by its index;
+        - ``"whole"``: the value itself, when its keys or items are not the
+          space's.
+
+        None when everything was written."""
+        if not _same_keys(self.space, value):
+            return {"whole": value}
+        others: dict = {}
+        for k, (leaf, item) in enumerate(zip(self.leaves, leaf_values(self.space, value))):
+            if leaf.kind == "codec" or _exact_leaf(leaf, item):
+                self._write_leaf(k, i, item)
+            else:
+                others[k] = item
+        if not _exact_structure(self.space, value):
+            others["skeleton"] = _skeleton(self.space, value, self._index, ())
+        return others or None
+
+    def _write_leaf(self, k: int, i: int, item: Any) -> None:
+        leaf = self.leaves[k]
+        if leaf.kind == "codec":  # a space with no fixed layout: plain data only
+            what = f"observation{leaf.describe()} of env {i} (space {self.leaf_spaces[k]})"
+            self.lengths[k][i] = codec.encode_into(item, self.arrays[k][i], 0, what=what)
+        elif leaf.kind == "text" and len(item) > self.arrays[k].dtype.itemsize // 4:
+            raise ValueError(f"observation{leaf.describe()} of env {i} is {item!r:.80}, longer than the "
+                             f"max_length of {self.leaf_spaces[k]}: it would be cut")
+        else:
+            self.arrays[k][i] = item
+
+    def read_one(self, i: int, others: dict | None = None) -> Any:
+        """Env ``i``'s value; ``others`` are the leaves ``write_exact`` did
+        not write."""
+        if others:
+            if "whole" in others:
+                return others["whole"]
+        elif self.single and self.simple:
             item = self.arrays[0][i]
             return item.copy() if isinstance(item, np.ndarray) else item
         parts = []
-        for leaf, array, length in zip(self.leaves, self.arrays, self.lengths):
-            if leaf.kind == "codec":
+        for k, (leaf, array, length) in enumerate(zip(self.leaves, self.arrays, self.lengths)):
+            if others and k in others:
+                parts.append(others[k])
+            elif leaf.kind == "codec":
                 parts.append(codec.decode(array[i, : length[i]]))
             elif leaf.kind == "text":
                 parts.append(str(array[i]))
             else:
                 item = array[i]
                 parts.append(item.copy() if isinstance(item, np.ndarray) else item)
+        if others and "skeleton" in others:
+            return _rebuild(self.space, others["skeleton"], parts, self._index, ())
         return assemble(self.space, parts)
 
     # -- the whole batch (learner side) --
@@ -231,89 +262,6 @@ class LeafIO:
                 parts.append(array[rows].copy() if copy else array[rows])
         return assemble(self.space, parts)
 
-    def write_rows(self, rows: np.ndarray, parts: list) -> None:
-        """Writes validated batched leaves into the given env rows (async send)."""
-        for leaf, array, length, part in zip(self.leaves, self.arrays, self.lengths, parts):
-            if leaf.kind == "codec":
-                for i, item in zip(rows.tolist(), part):
-                    length[i] = codec.encode_into(item, array[i], 0, what=f"action{leaf.describe()} of env {i}")
-            else:
-                array[rows] = part
-
-    def write_batch(self, parts: list) -> None:
-        """Writes already-validated batched leaves (see ``action_validator``)."""
-        if self.single and self.simple:
-            np.copyto(self.arrays[0], parts[0], casting="unsafe")
-            return
-        for leaf, array, length, part in zip(self.leaves, self.arrays, self.lengths, parts):
-            if leaf.kind == "codec":
-                for i, item in enumerate(part):
-                    length[i] = codec.encode_into(item, array[i], 0, what=f"action{leaf.describe()} of env {i}")
-            else:
-                np.copyto(array, part, casting="unsafe")
-
-
-# ---- validating a batch of actions before anything is sent ----
-
-
-def _check_leaf(space: spaces.Space, leaf: Leaf, value: Any, num_envs: int) -> Any:
-    where = f"action{leaf.describe()}" if leaf.path else "action batch"
-    if leaf.kind == "codec" or leaf.kind == "text":
-        items = list(value) if not isinstance(value, (str, bytes)) else None
-        if items is None or len(items) != num_envs:
-            raise ValueError(f"{where} must hold one value per env ({num_envs}), got {value!r:.80}")
-        for i, item in enumerate(items):
-            if not space.contains(item):
-                raise ValueError(f"action{leaf.describe() if leaf.path else ''} for env {i} is {item!r:.80}, "
-                                 f"which is not in {space}")
-        return items
-    array = np.asarray(value)
-    expected = (num_envs, *leaf.shape)
-    if array.shape != expected:
-        hint = ""
-        if array.ndim >= 1 and array.shape[0] != num_envs:
-            hint = f" (the pool has {num_envs} envs, the batch has {array.shape[0]} rows)"
-        raise ValueError(f"{where} has shape {array.shape}, expected {expected}{hint}")
-    target = np.dtype(leaf.dtype)
-    if array.dtype != target and not np.can_cast(array.dtype, target, casting="same_kind"):
-        raise TypeError(
-            f"{where} has dtype {array.dtype}, which cannot be cast safely to {space}'s dtype {target}"
-        )
-    if isinstance(space, spaces.Discrete):
-        bad = (array < space.start) | (array >= space.start + space.n)
-    elif isinstance(space, spaces.MultiDiscrete):
-        bad = (array < space.start) | (array >= space.start + space.nvec)
-    elif isinstance(space, spaces.MultiBinary):
-        bad = (array != 0) & (array != 1)
-    else:
-        return array
-    if bad.any():
-        i = int(np.flatnonzero(bad.reshape(num_envs, -1).any(axis=1))[0])
-        raise ValueError(f"action{leaf.describe() if leaf.path else ''} for env {i} is "
-                         f"{array[i].tolist()!r}, outside {space}")
-    return array
-
-
-def _single_array_validator(space: spaces.Space, leaf: Leaf, num_envs: int) -> Callable[[Any], list]:
-    """The common case (one Box/Discrete/... leaf), checked with the fewest
-    numpy calls; anything unusual falls back to the full ``_check_leaf``."""
-    shape, dtype = (num_envs, *leaf.shape), np.dtype(leaf.dtype)
-    bounds = None
-    if isinstance(space, spaces.Discrete):
-        bounds = (int(space.start), int(space.start + space.n - 1))
-
-    def check(actions: Any) -> list:
-        array = actions if type(actions) is np.ndarray else np.asarray(actions)
-        if array.shape != shape or (array.dtype != dtype and array.dtype.kind not in "iu"):
-            return [_check_leaf(space, leaf, array, num_envs)]
-        if bounds is not None and (array.min() < bounds[0] or array.max() > bounds[1]):
-            return [_check_leaf(space, leaf, array, num_envs)]
-        if bounds is None and array.dtype != dtype:
-            return [_check_leaf(space, leaf, array, num_envs)]
-        return [array]
-
-    return check
-
 
 def _leaf_spaces(space: spaces.Space) -> list[spaces.Space]:
     if isinstance(space, spaces.Dict):
@@ -323,41 +271,68 @@ def _leaf_spaces(space: spaces.Space) -> list[spaces.Space]:
     return [space]
 
 
-def _batched_leaf_values(space: spaces.Space, value: Any, path: tuple, out: list) -> None:
+def _exact_structure(space: spaces.Space, value: Any) -> bool:
+    """``value`` is a plain dict with the space's keys in its order, or a
+    plain tuple of its length, all the way down."""
     if isinstance(space, spaces.Dict):
-        if not isinstance(value, dict) or set(value) != set(space.spaces):
-            got = sorted(value) if isinstance(value, dict) else type(value).__name__
-            raise ValueError(
-                f"action{''.join(f'[{p!r}]' for p in path)} must be a dict with keys "
-                f"{sorted(space.spaces)}, got {got}"
-            )
-        for key, sub in space.spaces.items():
-            _batched_leaf_values(sub, value[key], path + (key,), out)
-    elif isinstance(space, spaces.Tuple):
-        if not isinstance(value, (tuple, list)) or len(value) != len(space.spaces):
-            raise ValueError(
-                f"action{''.join(f'[{p!r}]' for p in path)} must be a tuple of {len(space.spaces)} batches"
-            )
-        for i, (sub, item) in enumerate(zip(space.spaces, value)):
-            _batched_leaf_values(sub, item, path + (i,), out)
-    else:
-        out.append(value)
+        return (type(value) is dict and list(value) == list(space.spaces)
+                and all(_exact_structure(sub, value[key]) for key, sub in space.spaces.items()))
+    if isinstance(space, spaces.Tuple):
+        return (type(value) is tuple and len(value) == len(space.spaces)
+                and all(_exact_structure(sub, item) for sub, item in zip(space.spaces, value)))
+    return True
 
 
-def action_validator(space: spaces.Space, leaves: list[Leaf], num_envs: int) -> Callable[[Any], list]:
-    """Returns ``check(actions) -> leaf batches`` that raises on bad input.
+def _same_keys(space: spaces.Space, value: Any) -> bool:
+    """``value`` has the space's keys and items (in any order, in any
+    mapping or sequence type)."""
+    if isinstance(space, spaces.Dict):
+        return (isinstance(value, Mapping) and len(value) == len(space.spaces)
+                and all(key in value and _same_keys(sub, value[key]) for key, sub in space.spaces.items()))
+    if isinstance(space, spaces.Tuple):
+        return (isinstance(value, (tuple, list)) and len(value) == len(space.spaces)
+                and all(_same_keys(sub, item) for sub, item in zip(space.spaces, value)))
+    return True
 
-    Errors name the problem and, where it is one env's value, the env index:
-    wrong batch length or shape, a dtype that cannot be cast safely, a value
-    outside a Discrete/MultiDiscrete/MultiBinary space, a malformed Dict.
-    """
-    leaf_spaces = _leaf_spaces(space)
-    if len(leaves) == 1 and leaves[0].path == () and isinstance(space, (spaces.Box, spaces.Discrete)):
-        return _single_array_validator(space, leaves[0], num_envs)
 
-    def check(actions: Any) -> list:
-        parts: list = []
-        _batched_leaf_values(space, actions, (), parts)
-        return [_check_leaf(s, leaf, v, num_envs) for s, leaf, v in zip(leaf_spaces, leaves, parts)]
+def _skeleton(space: spaces.Space, value: Any, index: dict, path: tuple) -> Any:
+    """``value``'s containers, in their own types and key order, with each
+    leaf replaced by its leaf index (worker side)."""
+    if isinstance(space, spaces.Dict):
+        pairs = [(key, _skeleton(space.spaces[key], value[key], index, path + (key,))) for key in value]
+        return collections.OrderedDict(pairs) if isinstance(value, collections.OrderedDict) else type(value)(pairs)
+    if isinstance(space, spaces.Tuple):
+        items = [_skeleton(sub, item, index, path + (i,)) for i, (sub, item) in enumerate(zip(space.spaces, value))]
+        return type(value)._make(items) if hasattr(type(value), "_fields") else type(value)(items)
+    return index[path]
 
-    return check
+
+def _rebuild(space: spaces.Space, skeleton: Any, parts: list, index: dict, path: tuple) -> Any:
+    """The value a ``_skeleton`` describes, its leaves taken from ``parts``
+    (learner side: the skeleton came from a worker, so it is checked)."""
+    if isinstance(space, spaces.Dict):
+        if type(skeleton) not in (dict, collections.OrderedDict) or set(skeleton) != set(space.spaces):
+            raise codec.CodecError(f"a worker sent a malformed final observation (at {path!r})")
+        return type(skeleton)((key, _rebuild(space.spaces[key], sub, parts, index, path + (key,)))
+                              for key, sub in skeleton.items())
+    if isinstance(space, spaces.Tuple):
+        if not isinstance(skeleton, (tuple, list)) or len(skeleton) != len(space.spaces):
+            raise codec.CodecError(f"a worker sent a malformed final observation (at {path!r})")
+        items = [_rebuild(sub, item, parts, index, path + (i,))
+                 for i, (sub, item) in enumerate(zip(space.spaces, skeleton))]
+        if type(skeleton) in (tuple, list):
+            return type(skeleton)(items)
+        return tuple.__new__(type(skeleton), items)  # a named tuple the codec found loaded here
+    if type(skeleton) is not int or skeleton != index[path]:
+        raise codec.CodecError(f"a worker sent a malformed final observation (at {path!r})")
+    return parts[skeleton]
+
+
+def _exact_leaf(leaf: Leaf, item: Any) -> bool:
+    """``item`` comes back from its leaf array with its own type and value."""
+    if leaf.kind == "text":
+        return type(item) is str and len(item) <= np.dtype(leaf.dtype).itemsize // 4 and not item.endswith("\0")
+    dtype = np.dtype(leaf.dtype)
+    if leaf.shape == ():
+        return type(item) is dtype.type
+    return type(item) is np.ndarray and item.dtype == dtype and item.shape == leaf.shape

@@ -16,13 +16,15 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import warnings
 import weakref
 
 import cloudpickle
 import numpy as np
 
-from . import codec, errors
+from . import codec, errors, main_module
 from ._core import ffi, lib
+from .actions import action_leaves, plan_action_arrays
 from .batches import AsyncBatches, ring_capacity, ring_geometry
 from .launchers import launcher_for
 from .layout import Arena, leaves_of, plan_arrays, plan_async_arrays
@@ -109,6 +111,7 @@ class Pool:
                  on_worker_failure: str = "raise", max_restarts: int = 3, info_bytes: int = 4096,
                  codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20, start_timeout: float = 120.0,
                  batch_size: int | None = None, context: str | None = None):
+        main_module.check_not_running()
         if on_worker_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_worker_failure must be one of {FAILURE_POLICIES}, got {on_worker_failure!r}")
         for name, value in (("info_bytes", info_bytes), ("codec_bytes", codec_bytes), ("mailbox_bytes", mailbox_bytes)):
@@ -123,7 +126,7 @@ class Pool:
         self.on_worker_failure, self.max_restarts = on_worker_failure, max_restarts
         self.spin_ns, self.worker_spin_ns = spin_budgets(wait_policy, num_workers)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)
-        self.act_leaves = leaves_of(act_space, codec_bytes)
+        self.act_leaves = action_leaves(act_space, codec_bytes)
 
         blob = b""
         if spec["kind"] == "pickle":
@@ -141,12 +144,14 @@ class Pool:
             "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],
             "act_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.act_leaves],
             "spec": spec,
+            "main": main_module.describe(),
         }
         fixed = ffi.sizeof("rv_header_t") + num_workers * ffi.sizeof("rv_worker_slot_t")
         reserve = 4096
         while True:  # the manifest holds the offsets of what follows it
             arena = Arena(fixed + reserve)
-            plan_arrays(arena, self.obs_leaves, self.act_leaves, num_envs, num_workers, info_bytes, mailbox_bytes)
+            plan_arrays(arena, self.obs_leaves, num_envs, num_workers, info_bytes, mailbox_bytes)
+            plan_action_arrays(arena, self.act_leaves, num_envs)
             blocks, rows = ring_geometry(num_envs, self.batch_size)
             capacity = ring_capacity(max(hi - lo for lo, hi in self.ranges))
             plan_async_arrays(arena, self.obs_leaves, rows, blocks, num_workers,
@@ -182,6 +187,7 @@ class Pool:
             self._pending = self._all
             self.collect(start_timeout, what="startup")
             self.seg.unlink()  # every worker holds it now
+            _warn_once(reply["notice"] for reply in map(codec.decode, filter(None, self.replies())))
         except BaseException:
             self.close(grace=0.0)
             raise
@@ -345,6 +351,17 @@ class Pool:
     @property
     def closed(self) -> bool:
         return not self._finalizer.alive
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(notices) -> None:
+    """Warns of each notice a worker sent at startup, once per process."""
+    for notice in notices:
+        if isinstance(notice, str) and notice not in _warned:
+            _warned.add(notice)
+            warnings.warn(notice, RuntimeWarning, stacklevel=5)
 
 
 def workers_of(ranges: list[tuple[int, int]], env_mask: np.ndarray) -> list[int]:

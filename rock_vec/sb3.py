@@ -15,10 +15,12 @@ says whether the end was a truncation. Rewards are float32 and dones bool, as
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
@@ -30,14 +32,20 @@ class RockVecEnv(VecEnv):
 
     Args:
         env_fns: callables that build the envs (as ``SubprocVecEnv`` takes).
-        start_method: accepted for ``SubprocVecEnv`` compatibility; unused
-            (rock_vec forks its workers from its own fork server).
+        start_method: ``SubprocVecEnv``'s argument: None, ``"fork"`` or
+            ``"forkserver"`` fork workers from rock_vec's fork server,
+            ``"spawn"`` starts each worker as a fresh interpreter; anything
+            else raises ``ValueError`` as multiprocessing does.
         **options: rock_vec options (``envs_per_worker``, ``num_workers``,
             ``wait_policy``, ``on_worker_failure``, ...).
+
+    Raises:
+        ValueError: on an unknown ``start_method``.
     """
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], start_method: str | None = None, **options: Any):
-        self._setup(AsyncVectorEnv(env_fns, autoreset_mode=AutoresetMode.SAME_STEP, **options))
+        self._setup(AsyncVectorEnv(env_fns, context=start_method, autoreset_mode=AutoresetMode.SAME_STEP,
+                                   **options))
 
     @classmethod
     def from_id(cls, env_id: str, n_envs: int, **options: Any) -> "RockVecEnv":
@@ -61,10 +69,13 @@ class RockVecEnv(VecEnv):
         self.reset_infos = [infos[0] for infos in self.venv._env_infos()]
         self._reset_seeds()
         self._reset_options()
-        return obs
+        return self._as_dummy(obs)
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self.venv.step_async(actions)
+    def step_async(self, actions: np.ndarray | list) -> None:
+        # SB3's actions are one per env: a list of dicts or tuples for Dict
+        # and Tuple spaces, where gymnasium takes a dict or tuple of batches.
+        per_env = isinstance(actions, (list, tuple)) and isinstance(self.action_space, (spaces.Dict, spaces.Tuple))
+        self.venv._start_step(actions, per_env)
 
     def step_wait(self) -> VecEnvStepReturn:
         venv = self.venv
@@ -77,12 +88,17 @@ class RockVecEnv(VecEnv):
         for i, (env_infos, done, cut) in enumerate(zip(venv._env_infos(done_list), done_list,
                                                        (trunc & ~term).tolist())):
             info = env_infos[0]
+            info["TimeLimit.truncated"] = cut  # keys in DummyVecEnv's order
             if done:
                 self.reset_infos[i] = env_infos[1]
-                info["terminal_observation"] = venv._final_obs_io.read_one(i)
-            info["TimeLimit.truncated"] = cut
+                others = env_infos[2] if len(env_infos) > 2 else None
+                info["terminal_observation"] = venv._final_obs_io.read_one(i, others)
             infos.append(info)
-        return venv._obs_io.read_batch(True), venv._rew.astype(np.float32), dones, infos
+        return self._as_dummy(venv._obs_io.read_batch(True)), venv._rew.astype(np.float32), dones, infos
+
+    def _as_dummy(self, obs):
+        """Observations of the types DummyVecEnv returns: an OrderedDict for a Dict space."""
+        return collections.OrderedDict(obs) if isinstance(self.observation_space, spaces.Dict) else obs
 
     def close(self) -> None:
         self.venv.close()
@@ -116,8 +132,19 @@ class RockVecEnv(VecEnv):
         return self.venv._env_call("call", "render", list(range(self.num_envs)))
 
     def _get_indices(self, indices: VecEnvIndices) -> list[int]:
+        """Env indices as SB3 reads them: None for all, an int or an
+        iterable of ints, negative ones counting from the end (a list's rule).
+
+        Raises:
+            IndexError: for an index outside the pool.
+        """
         if indices is None:
             return list(range(self.num_envs))
         if isinstance(indices, (int, np.integer)):
-            return [int(indices)]
-        return [int(i) for i in indices]
+            indices = [indices]
+        targets = []
+        for i in indices:
+            if not -self.num_envs <= i < self.num_envs:
+                raise IndexError(f"env index {i} out of range: the pool has {self.num_envs} envs")
+            targets.append(int(i) % self.num_envs)
+        return targets

@@ -22,7 +22,8 @@ from . import codec, errors
 from ._core import lib
 from .envpool_api import EnvPoolAPI
 from .infos import batch_infos
-from .layout import LeafIO, action_validator
+from .actions import Actions
+from .layout import LeafIO
 from .pool import Pool, usable_cpus, workers_of
 from .worker import FORBIDDEN_CALLS, env_spec
 
@@ -187,15 +188,13 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
             start_timeout=start_timeout, batch_size=batch_size, context=context)
         arrays = self._pool.arrays
         self._obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "obs")
-        self._act_io = LeafIO(self.single_action_space, self._pool.act_leaves, arrays, "act")
-        self._check_actions = action_validator(self.single_action_space, self._pool.act_leaves, num_envs)
+        self._actions = Actions(self.single_action_space, self._pool.act_leaves, arrays, num_envs)
         self._async_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "a.obs")
         self._final_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "fobs")
         self._async_final_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "a.fobs")
         self._same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         self._batches = self._pool.batches
         self.batch_size = self._pool.batch_size
-        self._validators = {num_envs: self._check_actions}
         self._rew, self._term, self._trunc = arrays["rew"], arrays["term"], arrays["trunc"]
         self._info, self._info_len = arrays["info"], arrays["info.len"]
         self._state = AsyncState.DEFAULT
@@ -333,18 +332,28 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         return self.step_wait()
 
     def step_async(self, actions) -> None:
-        """Validates ``actions``, writes them into the segment and starts the step.
+        """Checks ``actions``, writes them into the segment and starts the step.
+
+        Each env gets its action as given, in the batch's dtype (a list of
+        Python ints or floats as Python scalars), as gymnasium's vector envs
+        hand them over; the env judges the values.
 
         Raises:
-            ValueError, TypeError: on a wrong batch length, shape or dtype, or a
-                value outside a discrete space (naming the env index); nothing
-                is sent and the pool stays usable.
+            TypeError: a scalar instead of a batch, or a dtype that cannot
+                travel (object, strings, more than 8 bytes an item).
+            ValueError: a batch whose length is not ``num_envs``, or actions
+                of the wrong shape; nothing is sent and the pool stays usable.
+            KeyError, IndexError: a Dict key or Tuple item missing.
             AlreadyPendingCallError: if another call is pending.
         """
+        self._start_step(actions)
+
+    def _start_step(self, actions, per_env: bool = False) -> None:
+        """``step_async``; ``per_env``: ``actions`` is a sequence of one
+        action per env (Stable-Baselines3's form for Dict and Tuple spaces)."""
         self._assert_is_running()
         self._assert_idle("step_async")
-        parts = self._check_actions(actions)
-        self._act_io.write_batch(parts)
+        self._actions.write(self._actions.check(actions, self.num_envs, per_env))
         self._pool.dispatch(lib.RV_CMD_STEP)
         self._state = AsyncState.WAITING_STEP
 
@@ -442,8 +451,18 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
                 are killed (default 10).
             terminate: kill the workers at once.
         """
-        if hasattr(self, "_pool"):
-            self._pool.close(grace=0.0 if terminate else (10.0 if timeout is None else timeout))
+        if not hasattr(self, "_pool"):
+            return
+        grace = 0.0 if terminate else (10.0 if timeout is None else timeout)
+        if self._state != AsyncState.DEFAULT:
+            gym.logger.warn(f"Calling `close` while waiting for a pending call to `{self._state.value}` to complete.")
+            if not terminate:
+                try:  # as gymnasium: let the pending call finish (its results and errors are dropped)
+                    self._collect(grace, f"{self._state.value}_wait")
+                except Exception:
+                    grace = 0.0
+            self._state = AsyncState.DEFAULT
+        self._pool.close(grace=grace)
 
     def __del__(self):
         if not getattr(self, "closed", True) and hasattr(self, "_pool"):
@@ -542,7 +561,9 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
     def _env_infos(self, done: list[bool] | None = None) -> list[list[dict]]:
         """Each env's infos of the last step or reset, unbatched: [info], or
         for an env that ended in SAME_STEP mode (``done``), [its last info,
-        its reset info]; its final obs is ``_final_obs_io.read_one(i)``."""
+        its reset info] and, when some leaves of its final obs travelled
+        with them, those leaves third; its final obs is
+        ``_final_obs_io.read_one(i, infos[2] if len(infos) > 2 else None)``."""
         info, done = self._info, done or [False] * self.num_envs
         return [codec.decode(info[i, :n]) if n else [{}, {}] if done[i] else [{}]
                 for i, n in enumerate(self._info_len.tolist())]

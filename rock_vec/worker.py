@@ -30,8 +30,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from . import codec, errors
+from . import codec, errors, main_module
 from ._core import ffi, lib
+from .actions import Actions, action_leaves
 from .layout import LeafIO, leaves_of
 from .segment import Segment
 
@@ -184,6 +185,7 @@ class Worker:
 
     def _start(self) -> int:
         man = self.seg.manifest
+        notice = main_module.run(man.get("main"))  # already run in a worker forked from the fork server
         source = self.source if self.source is not None else load_env_source(self.seg)
         for i in range(self.lo, self.hi):
             self._env_index = i
@@ -193,26 +195,30 @@ class Worker:
         for j, env in enumerate(self.envs):
             self._env_index = self.lo + j
             if source.observation_space is not None and env.observation_space != source.observation_space:
-                raise RuntimeError(
-                    f"AsyncVectorEnv(..., observation_mode='same') however env {self._env_index}'s observation "
-                    f"space {env.observation_space} is not {source.observation_space}. If this is intentional, "
-                    "use `observation_mode='different'` instead.")
+                raise RuntimeError(  # gymnasium's words, which code may match on
+                    "AsyncVectorEnv(..., observation_mode='same') however the sub-environments observation spaces "
+                    f"are not equivalent. single_observation_space={source.observation_space}, sub-environment "
+                    f"{self._env_index} observation_space={env.observation_space}. If this is intentional, use "
+                    "`observation_mode='different'` instead.")
             if source.action_space is not None and env.action_space != source.action_space:
                 raise RuntimeError(
                     f"env {self._env_index} has action space {env.action_space}, different from "
                     f"`{source.action_space}`. In order to batch actions, the action spaces from all "
                     "environments must be equal.")
-            self._check_space("observation", env.observation_space, man["obs_leaves"])
-            self._check_space("action", env.action_space, man["act_leaves"])
+            self._check_layout("observation", env.observation_space,
+                               leaves_of(env.observation_space, man["codec_bytes"]), man["obs_leaves"])
+            self._check_layout("action", env.action_space,
+                               action_leaves(env.action_space, man["codec_bytes"]), man["act_leaves"])
         self._env_index = None
         obs_leaves = leaves_of(obs_space, man["codec_bytes"])
         self.out = Output(self.seg.arrays, "", obs_space, obs_leaves)
         self.async_out = Output(self.seg.arrays, "a.", obs_space, obs_leaves)
-        self.act_io = LeafIO(act_space, leaves_of(act_space, man["codec_bytes"]), self.seg.arrays, "act")
+        self.actions = Actions(act_space, action_leaves(act_space, man["codec_bytes"]), self.seg.arrays,
+                               man["num_envs"])
         if self.slot.restarts:
             self._stand_in()
         self.slot.state = lib.RV_WORKER_READY
-        return 0
+        return self._reply({"notice": notice}) if notice else 0
 
     def _stand_in(self) -> None:
         """A replacement for a dead worker: its envs restart, and the step
@@ -230,10 +236,8 @@ class Worker:
             self.autoreset[j] = self.mode is AutoresetMode.NEXT_STEP
         self._env_index = None
 
-    def _check_space(self, what: str, space, expected: list) -> None:
-        leaves = [[list(leaf.path), leaf.kind, leaf.dtype, list(leaf.shape)]
-                  for leaf in leaves_of(space, self.seg.manifest["codec_bytes"])]
-        if leaves != expected:
+    def _check_layout(self, what: str, space, leaves: list, expected: list) -> None:
+        if [[list(leaf.path), leaf.kind, leaf.dtype, list(leaf.shape)] for leaf in leaves] != expected:
             raise RuntimeError(
                 f"env {self._env_index} has {what} space {space}, whose layout differs from the "
                 f"pool's (every env of a pool needs the same {what} space shapes and dtypes)"
@@ -251,11 +255,11 @@ class Worker:
                 obs, info = env.reset()
                 self.autoreset[j] = False
                 return obs, 0.0, False, False, [info], None
-            obs, rew, te, tr, info = env.step(self.act_io.read_one(i))
+            obs, rew, te, tr, info = env.step(self.actions.read_one(i))
             self.autoreset[j] = te or tr
             return obs, rew, te, tr, [info], None
         if mode is AutoresetMode.SAME_STEP:
-            obs, rew, te, tr, info = env.step(self.act_io.read_one(i))
+            obs, rew, te, tr, info = env.step(self.actions.read_one(i))
             if te or tr:
                 # Copied before reset: an env may reuse its observation buffer.
                 final = copy.deepcopy(obs)
@@ -267,7 +271,7 @@ class Worker:
             raise AssertionError(
                 f"env {i} was stepped after it ended; with autoreset_mode=DISABLED reset it "
                 "first (reset(options={'reset_mask': ...}))")
-        obs, rew, te, tr, info = env.step(self.act_io.read_one(i))
+        obs, rew, te, tr, info = env.step(self.actions.read_one(i))
         self.autoreset[j] = te or tr
         return obs, rew, te, tr, [info], None
 
@@ -276,7 +280,11 @@ class Worker:
         obs, out.rew[row], out.term[row], out.trunc[row], infos, final = result
         out.obs.write_one(row, obs)
         if final is not None:
-            out.final_obs.write_one(row, final)
+            # Leaves the fixed arrays would not give back as the env returned
+            # them (a Python int, another dtype) travel after the two infos.
+            others = out.final_obs.write_exact(row, final)
+            if others:
+                infos = [*infos, others]
         out.write_info(row, infos, i)
 
     def _step(self) -> int:

@@ -11,12 +11,13 @@ import sys
 
 import gymnasium as gym
 import numpy as np
-import psutil
 
 import rock_vec
 
 
 def tree():
+    import psutil  # here, not at the top: workers run this module's top level, and psutil is not the pool's
+
     me = psutil.Process()
     return [me, *me.children(recursive=True)]
 
@@ -29,28 +30,29 @@ def uss(procs):
     return {p.pid: p.memory_full_info().uss / 2**20 for p in procs}
 
 
-runner, num_envs = sys.argv[1], int(sys.argv[2])
-epw = int(sys.argv[3]) if len(sys.argv) > 3 else None
-soak = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-if runner == "rock_vec":
-    envs = rock_vec.make_vec("CartPole-v1", num_envs=num_envs, envs_per_worker=epw)
-else:
-    envs = gym.vector.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * num_envs)
-envs.reset(seed=0)
-rng = np.random.default_rng(0)
-actions = rng.integers(0, 2, (64, num_envs))
-for t in range(200):
-    envs.step(actions[t % 64])
-result = {"runner": runner, "num_envs": num_envs, "pss_mib": pss_mib(tree()), "processes": len(tree())}
-if soak:
-    batches = soak // num_envs
-    for t in range(batches // 10):  # warm up: caches, allocator pools, episode buffers
+if __name__ == "__main__":  # workers run this module's top level too (as __mp_main__)
+    runner, num_envs = sys.argv[1], int(sys.argv[2])
+    epw = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    soak = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    if runner == "rock_vec":
+        envs = rock_vec.make_vec("CartPole-v1", num_envs=num_envs, envs_per_worker=epw)
+    else:
+        envs = gym.vector.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * num_envs)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 2, (64, num_envs))
+    for t in range(200):
         envs.step(actions[t % 64])
-    before = uss(tree())
-    for t in range(batches):
-        envs.step(actions[t % 64])
-    after = uss(tree())
-    result["uss_before"], result["uss_after"] = before, after
-    result["steps"] = batches * num_envs
-envs.close()
-print(json.dumps(result), flush=True)
+    result = {"runner": runner, "num_envs": num_envs, "pss_mib": pss_mib(tree()), "processes": len(tree())}
+    if soak:
+        batches = soak // num_envs
+        for t in range(batches // 10):  # warm up: caches, allocator pools, episode buffers
+            envs.step(actions[t % 64])
+        before = uss(tree())
+        for t in range(batches):
+            envs.step(actions[t % 64])
+        after = uss(tree())
+        result["uss_before"], result["uss_after"] = before, after
+        result["steps"] = batches * num_envs
+    envs.close()
+    print(json.dumps(result), flush=True)

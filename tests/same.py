@@ -1,31 +1,34 @@
 """Exact comparison of nested results (arrays, dicts, tuples, object arrays)."""
 
 import numpy as np
-from gymnasium import spaces
 
 
 def assert_same(a, b, where):
+    """``a`` and ``b`` are the same value with the same types all the way
+    down, as gymnasium's ``data_equivalence`` demands: a GraphInstance is not
+    a tuple, an int is not an np.int64, dict keys come in the same order,
+    arrays have the same dtype and shape (object arrays compared item by
+    item), NaN equals NaN."""
+    assert type(a) is type(b), f"{where}: {type(a).__name__} {a!r:.60} != {type(b).__name__} {b!r:.60}"
     if isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {a.keys()} != {b.keys()}"
+        assert list(a) == list(b), f"{where}: keys {list(a)} != {list(b)}"
         for k in a:
             assert_same(a[k], b[k], f"{where}[{k!r}]")
-    elif isinstance(a, tuple):
-        assert isinstance(b, tuple) and len(a) == len(b), f"{where}: {a!r} != {b!r}"
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b), f"{where}: {len(a)} items != {len(b)}"
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same(x, y, f"{where}[{i}]")
     elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray), f"{where}: {type(b)}"
         assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} != {b.dtype}{b.shape}"
         if a.dtype == object:
-            for i, (x, y) in enumerate(zip(a, b)):
-                assert_same(x, y, f"{where}[{i}]")
+            for i, (x, y) in enumerate(zip(a.reshape(-1), b.reshape(-1))):
+                assert_same(x, y, f"{where}.flat[{i}]")
         else:
             np.testing.assert_array_equal(a, b, err_msg=where)
-    elif isinstance(a, spaces.GraphInstance):
-        for field in ("nodes", "edges", "edge_links"):
-            assert_same(getattr(a, field), getattr(b, field), f"{where}.{field}")
+    elif isinstance(a, (float, np.floating)) and a != a:
+        assert b != b, f"{where}: NaN != {b!r}"
     else:
-        assert type(a) is type(b) and a == b, f"{where}: {a!r} ({type(a)}) != {b!r} ({type(b)})"
+        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def assert_lockstep(ours, ref, steps: int, seed) -> None:

@@ -6,6 +6,7 @@ server inherits), and deterministic given a seed.
 
 from __future__ import annotations
 
+import collections
 import copy
 import os
 import signal
@@ -173,3 +174,68 @@ class HungryEnv(gym.Env):
         if self.t == 2 and self.eat_mib:
             self.food.append(np.ones(self.eat_mib << 20, np.uint8))
         return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+class RecorderEnv(gym.Env):
+    """Keeps the last action it was given, as it was given (for
+    ``get_attr("last_action")``), and judges actions itself: in its
+    ``Discrete(4)`` an action 4 ends the episode; ``reject`` makes it raise
+    on any action its space does not contain."""
+
+    def __init__(self, action_space=None, reject=False):
+        self.action_space = action_space or spaces.Discrete(4)
+        self.observation_space = spaces.Box(-1, 1, (2,), np.float32)
+        self.reject, self.last_action = reject, None
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.last_action = action
+        if self.reject and action not in self.action_space:
+            raise ValueError(f"RecorderEnv cannot take the action {action!r}")
+        ended = isinstance(self.action_space, spaces.Discrete) and not self.reject and action == 4
+        return np.ones(2, np.float32), 0.0, bool(ended), False, {}
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+class PlainObsEnv(gym.Env):
+    """Returns observations in the env's own types, not the space's: a
+    Python int for a Discrete, an OrderedDict in another key order for a
+    Dict, float64 arrays for a float32 Box, a named tuple for a Tuple.
+    SyncVectorEnv hands SAME_STEP final observations over as they are."""
+
+    metadata = {}
+
+    def __init__(self, kind="int"):
+        self.kind = kind
+        self.observation_space = {
+            "int": spaces.Discrete(5),
+            "odict": spaces.Dict({"a": spaces.Box(0, 1, (3,), np.float32), "b": spaces.Discrete(3)}),
+            "float64": spaces.Box(0, 1, (2, 2), np.float32),
+            "namedtuple": spaces.Tuple((spaces.Discrete(3), spaces.Box(0, 1, (2,), np.float32))),
+        }[kind]
+        self.action_space = spaces.Discrete(2)
+        self.t = 0
+
+    def _obs(self):
+        t = self.t
+        if self.kind == "int":
+            return t % 5
+        if self.kind == "odict":
+            return collections.OrderedDict([("b", t % 3), ("a", np.full(3, t / 10, np.float32))])
+        if self.kind == "float64":
+            return np.full((2, 2), t / 7)
+        return Point(np.int64(t % 3), np.full(2, t / 9, np.float32))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), float(self.t), self.t % 3 == 0, False, {}

@@ -1,7 +1,10 @@
 """rock_vec.sb3.RockVecEnv against SB3's DummyVecEnv, and PPO through it."""
 
+import os
+
 import gymnasium as gym
 import numpy as np
+import psutil
 import pytest
 
 sb3 = pytest.importorskip("stable_baselines3", reason="stable-baselines3 is not installed (pip install -e '.[test]')")
@@ -10,24 +13,9 @@ from stable_baselines3.common.vec_env import (  # noqa: E402
     DummyVecEnv, VecFrameStack, VecMonitor, VecNormalize, VecTransposeImage)
 
 from rock_vec.sb3 import RockVecEnv  # noqa: E402
+from same import assert_same  # noqa: E402
 from sample_envs import SpaceEnv  # noqa: E402
 from sample_envs import SPACES  # noqa: E402
-
-
-def assert_same(a, b, where):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), f"{where}: {a.keys()} != {b.keys()}"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} != {b.dtype}{b.shape}"
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 OBS = {"box": SPACES["box_f32"], "discrete": SPACES["discrete"], "dict": SPACES["dict"]}
@@ -87,6 +75,66 @@ def test_attribute_and_method_calls_take_indices():
         assert len(images) == 4 and images[0].shape == (4, 6, 3)
     finally:
         venv.close()
+
+
+def test_negative_indices_count_from_the_end_as_in_a_list():
+    venv = RockVecEnv([lambda: SpaceEnv()] * 4, num_workers=2)
+    try:
+        venv.reset()
+        venv.set_attr("max_len", 5, indices=[-1])
+        venv.set_attr("max_len", 6, indices=-4)
+        assert venv.get_attr("max_len") == [6, 8, 8, 5]
+        assert venv.get_attr("max_len", indices=[-1, 0, -3]) == [5, 6, 8]
+        assert venv.env_method("echo", 7, indices=[-2]) == [{"args": [7], "kwargs": {}, "t": 0}]
+        assert venv.env_is_wrapped(gym.wrappers.TimeLimit, indices=-1) == [False]
+        with pytest.raises(IndexError, match="env index -5 out of range"):
+            venv.get_attr("max_len", indices=[-5])
+        with pytest.raises(IndexError, match="env index 4 out of range"):
+            venv.get_attr("max_len", indices=4)
+    finally:
+        venv.close()
+
+
+ACTION_SPACES = {
+    "dict": gym.spaces.Dict({"move": gym.spaces.Discrete(3), "force": gym.spaces.Box(0, 1, (2,), np.float32)}),
+    "tuple": gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.MultiBinary(3))),
+}
+
+
+@pytest.mark.parametrize("name", list(ACTION_SPACES))
+def test_a_list_of_per_env_actions_works_for_dict_and_tuple_spaces_like_dummy_vec_env(name):
+    from sample_envs import RecorderEnv
+
+    space = ACTION_SPACES[name]
+    fns = [lambda: RecorderEnv(space)] * 3
+    ours, ref = RockVecEnv(fns, num_workers=2), DummyVecEnv(fns)
+    try:
+        ours.reset()
+        ref.reset()
+        space.seed(0)
+        for t in range(3):
+            actions = [space.sample() for _ in range(3)]
+            assert_same(ours.step(actions)[:3], ref.step(actions)[:3], f"step {t}")
+            assert_same(ours.get_attr("last_action"), ref.get_attr("last_action"), f"actions {t}")
+    finally:
+        ours.close()
+        ref.close()
+
+
+@pytest.mark.parametrize("start_method", [None, "fork", "forkserver", "spawn"])
+def test_subproc_vec_envs_start_methods_map_onto_the_launchers(start_method):
+    venv = RockVecEnv([lambda: SpaceEnv()] * 2, start_method=start_method)
+    try:
+        assert venv.reset().shape == (2, 3)
+        parents = {psutil.Process(pid).ppid() for pid in venv.venv.worker_pids}
+        assert (parents == {os.getpid()}) == (start_method == "spawn")  # else forked by the fork server
+    finally:
+        venv.close()
+
+
+def test_an_unknown_start_method_raises_as_subproc_vec_env_does():
+    with pytest.raises(ValueError, match="cannot find context for 'illegal_method'"):
+        RockVecEnv([lambda: SpaceEnv()] * 2, start_method="illegal_method")
 
 
 def test_make_vec_env_builds_it_and_sb3_wrappers_work_on_top():

@@ -149,7 +149,7 @@ def test_async_reset_resets_the_whole_pool_any_time():
 @pytest.mark.parametrize("env_id,actions,match", [
     ([0, 9], np.zeros(2, np.int64), r"env_id \[9\] out of range"),
     ([1, 1], np.zeros(2, np.int64), "repeats"),
-    ([0, 1], np.zeros(3, np.int64), r"shape \(3,\), expected \(2,\)"),
+    ([0, 1], np.zeros(3, np.int64), r"holds 3 actions for 2 envs"),
     ([[0, 1]], np.zeros(2, np.int64), "1-D"),
 ])
 def test_send_misuse_is_refused_before_anything_runs(env_id, actions, match):
