@@ -3,7 +3,7 @@
 ``send`` writes actions into the env rows, pushes the env ids into their
 workers' SPSC rings and rings each worker's doorbell once (one C call,
 ``rv_send``). A worker steps the envs it finds, claims the next row of the
-output ring for each (one atomic add) and writes the results there. The
+output ring for each (a compare-and-swap) and writes the results there. The
 ring is cut into blocks of ``batch_size`` rows; ``recv`` waits for the next
 block to fill and hands it over: a batch is assembled in place, in finishing
 order, with no gather copy.
@@ -47,6 +47,7 @@ class AsyncBatches:
         self.running = np.zeros(pool.num_envs, bool)
         self.in_flight = 0
         self.next_block = 0
+        self.local_queue: list[int] = []  # sent envs of the learner's share: stepped at the next recv
 
     @staticmethod
     def init_rings(arrays: dict, capacity: int) -> None:
@@ -56,8 +57,19 @@ class AsyncBatches:
                 raise ValueError(f"ring capacity {capacity} is not a power of two")
 
     def send(self, env_ids: np.ndarray) -> None:
-        """Starts a step of each env in ``env_ids`` (validated, actions written)."""
-        workers = self.pool.worker_of[env_ids]
+        """Starts a step of each env in ``env_ids`` (validated, actions
+        written). Envs of the learner's share wait for the next ``recv``,
+        where the learner steps them."""
+        self.running[env_ids] = True
+        self.in_flight += len(env_ids)
+        workers = self.pool.host_of[env_ids]
+        if self.pool.local is not None:
+            mine = workers < 0
+            if mine.any():
+                self.local_queue.extend(env_ids[mine].tolist())
+                env_ids, workers = env_ids[~mine], workers[~mine]
+                if not len(env_ids):
+                    return
         ids = env_ids[np.argsort(workers, kind="stable")].astype(np.uint64)  # grouped by worker, in order
         counts = np.bincount(workers, minlength=self.pool.num_workers).astype(np.uint32)
         used = np.flatnonzero(counts).astype(np.uint32)
@@ -66,8 +78,6 @@ class AsyncBatches:
                          ffi.from_buffer("uint32_t[]", counts[used]), len(used), ffi.from_buffer("uint64_t[]", ids))
         if rc != lib.RV_OK:
             raise RuntimeError("an env-id ring overflowed: rock_vec bug, please report")
-        self.running[env_ids] = True
-        self.in_flight += len(env_ids)
 
     def restart(self) -> None:
         """Forgets every row: call only when no worker is touching the ring
@@ -75,6 +85,7 @@ class AsyncBatches:
         self.running[:] = False
         self.in_flight = 0
         self.next_block = 0
+        self.local_queue.clear()
         self.pool.seg.header.rows_claimed = 0
         for b in range(self.blocks):
             lib.rv_release_block(self.fills, b)
@@ -94,6 +105,15 @@ class AsyncBatches:
             multiprocessing.TimeoutError.
         """
         b, pool = self.next_block, self.pool
+        if self.local_queue:  # the learner's share steps now; the workers step theirs meanwhile
+            started = lib.rv_now_ns()
+            queue, self.local_queue = self.local_queue, []
+            for i in queue:
+                pool.local.step_to_row(i)
+            if timeout is not None:  # the timeout counts from the call: the share's own time is part of it
+                timeout -= (lib.rv_now_ns() - started) / 1e9
+                if timeout <= 0:  # the rows are written: a later recv returns them
+                    raise errors.TimeoutError("the call to `recv` has timed out")
         pool.wait(lambda slice_ns: lib.rv_wait_block(
             pool.seg.header, self.fills, b, self.batch, pool.faults_seen, pool.spin_ns, slice_ns),
             timeout, "recv", self._died)

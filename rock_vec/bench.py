@@ -54,7 +54,6 @@ import gymnasium as gym
 import numpy as np
 
 from .synthetic import SYNTHETIC_MAKE_ID
-from .pool import usable_cpus
 from .vector_env import make_vec
 
 
@@ -155,6 +154,22 @@ def _one_process_per_env(envs, num_envs: int) -> int | None:
     return num_envs
 
 
+def _all_in_learner(envs, num_envs: int) -> int:
+    return num_envs
+
+
+def _none_in_learner(envs, num_envs: int) -> int:
+    return 0
+
+
+def _pool_learner_envs(envs, num_envs: int) -> int:
+    return envs.split.learner_envs
+
+
+def _sb3_pool_learner_envs(envs, num_envs: int) -> int:
+    return envs.venv.split.learner_envs
+
+
 @dataclass(frozen=True)
 class Runner:
     """A way to vectorise a workload, and how to drive it.
@@ -174,6 +189,8 @@ class Runner:
         needs_envpool_id: runs only workloads that name an EnvPool id.
         workers: ``workers(envs, num_envs)`` -> worker processes (None:
             none, it steps in the learner process).
+        learner_envs: ``learner_envs(envs, num_envs)`` -> envs stepped in
+            the learner's process (EnvPool's threads count as the learner's).
     """
 
     name: str
@@ -188,22 +205,25 @@ class Runner:
     action_dtype: str | None = None
     needs_envpool_id: bool = False
     workers: Callable[[Any, int], int | None] = _no_workers
+    learner_envs: Callable[[Any, int], int] = _all_in_learner
 
 
 RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
-    Runner("rock_vec", "vector", _rock_vec, "rock_vec.make_vec: VectorEnv.step (default: one worker per usable CPU)",
-           ours=True, layouts=True, workers=_pool_workers),
+    Runner("rock_vec", "vector", _rock_vec,
+           "rock_vec.make_vec: VectorEnv.step (default split: from the measured step cost, see envs.split)",
+           ours=True, layouts=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
     Runner("gym_sync", "vector", _gym_sync, "gymnasium SyncVectorEnv: every env steps in the learner"),
     Runner("gym_async", "vector", _gym_async,
            "gymnasium AsyncVectorEnv(shared_memory=True): one process per env (fork)",
-           workers=_one_process_per_env),
+           workers=_one_process_per_env, learner_envs=_none_in_learner),
     Runner("rock_vec_async", "async", _rock_vec_async,
            "rock_vec.make_vec(batch_size=B): async_reset, then recv/send B envs at a time",
-           ours=True, layouts=True, batched=True, workers=_pool_workers),
+           ours=True, layouts=True, batched=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
     Runner("sb3_rock_vec", "sb3", _sb3_rock_vec, "rock_vec.sb3.RockVecEnv.from_id: SB3 VecEnv.step",
-           requires="stable_baselines3", ours=True, layouts=True, workers=_sb3_pool_workers),
+           requires="stable_baselines3", ours=True, layouts=True, workers=_sb3_pool_workers,
+           learner_envs=_sb3_pool_learner_envs),
     Runner("sb3_subproc", "sb3", _sb3_subproc, "SB3 SubprocVecEnv: one process per env (SB3's start method)",
-           requires="stable_baselines3", workers=_one_process_per_env),
+           requires="stable_baselines3", workers=_one_process_per_env, learner_envs=_none_in_learner),
     Runner("sb3_dummy", "sb3", _sb3_dummy, "SB3 DummyVecEnv: every env steps in the learner",
            requires="stable_baselines3"),
     Runner("envpool_async", "async", _envpool,
@@ -255,15 +275,14 @@ def layout_label(layout: int | None) -> str:
 
 
 def layouts_for(layouts: Iterable[int | None], num_envs: int) -> list[int | None]:
-    """The layouts that apply to ``num_envs`` envs: None (default) and each
-    envs_per_worker value <= num_envs that gives a new number of workers
-    (the default layout has one worker per usable CPU)."""
+    """The layouts that apply to ``num_envs`` envs: None (the default split)
+    and each envs_per_worker value <= num_envs that gives a new number of
+    workers (a built layout that repeats another's split is dropped later)."""
     layouts = list(layouts)
     out: list[int | None] = []
     seen_workers: set[int] = set()
     if None in layouts:
         out.append(None)
-        seen_workers.add(min(num_envs, usable_cpus()))
     for layout in layouts:
         if layout is None:
             continue
@@ -545,7 +564,8 @@ def run_groups(groups: Sequence[Group], repeats: int = 3, seconds: float = 2.0, 
         ``workload, num_envs, runner, api,
         batch_size`` (None for unbatched runners), ``layout`` (label, or None
         for runners without layouts), ``num_workers`` (worker processes; None
-        when the envs step in the learner process), ``steps_per_s``
+        when the envs step in the learner process), ``learner_envs`` (envs
+        stepped in the learner's process), ``steps_per_s``
         (median), ``samples``, ``vs_gym_sync`` and ``vs_gym_async`` (this
         row's median over that peer's, None when the peer was not run),
         ``peer`` and ``vs_peer`` (the group's peer and the ratio to it, None
@@ -572,7 +592,8 @@ def run_groups(groups: Sequence[Group], repeats: int = 3, seconds: float = 2.0, 
                 batch = group.batch_size if spec.batched else None
                 envs = make_envs(spec, w, n, layout, batch)
                 entries.append({"runner": spec.name, "spec": spec, "layout": layout, "batch_size": batch,
-                                "envs": envs, "num_workers": spec.workers(envs, n), "samples": []})
+                                "envs": envs, "num_workers": spec.workers(envs, n),
+                                "learner_envs": spec.learner_envs(envs, n), "samples": []})
             built = len(entries)
             entries = _drop_duplicate_layouts(entries)
             total -= repeats * (built - len(entries))
@@ -647,12 +668,12 @@ def run_preset(suite: str, repeats: int = 3, seconds: float = 2.0, warmup: float
 
 
 def _drop_duplicate_layouts(entries: list[dict]) -> list[dict]:
-    """Closes envs of a runner whose worker count repeats one of its earlier
-    layouts' (same count, same split), should ``layouts_for`` have missed one."""
+    """Closes envs of a runner whose split repeats one of its earlier
+    layouts' (same learner share, same worker count)."""
     kept, seen = [], set()
     for e in entries:
         if e["spec"].layouts:
-            key = (e["runner"], e["num_workers"])
+            key = (e["runner"], e["num_workers"], e["learner_envs"])
             if key in seen:
                 e["envs"].close()
                 continue
@@ -672,7 +693,7 @@ def _summarise(group: Group, entries: list[dict]) -> list[dict]:
             "group": group.label(), "workload": group.workload, "num_envs": group.num_envs, "runner": e["runner"],
             "api": e["spec"].api, "batch_size": e["batch_size"],
             "layout": layout_label(e["layout"]) if e["spec"].layouts else None,
-            "num_workers": e["num_workers"],
+            "num_workers": e["num_workers"], "learner_envs": e["learner_envs"],
             "steps_per_s": statistics.median(e["samples"]), "samples": e["samples"],
         })
     # A peer measured in several layouts (a sweep) counts with its default one.

@@ -142,7 +142,7 @@ def machine_line(extra: Sequence[str] = ()) -> str:
     import numpy
 
     from . import __version__
-    from .bench import usable_cpus
+    from .pool import usable_cpus
 
     parts = [f"rock_vec {__version__}", f"{usable_cpus()} usable CPUs", f"python {platform.python_version()}",
              f"gymnasium {gymnasium.__version__}", f"numpy {numpy.__version__}"]
@@ -191,25 +191,32 @@ def _layout_cell(r: dict, rows: list[dict]) -> str:
     return layout
 
 
+def _where_cell(r: dict) -> str:
+    """Where the envs step: 'learner 8 + 1 worker', '16 workers', 'learner'."""
+    local, workers = r.get("learner_envs") or 0, r["num_workers"] or 0
+    parts = ([f"learner {local}" if workers else "learner"] if local else []) + \
+            ([f"{workers} worker{'s' if workers != 1 else ''}"] if workers else [])
+    return " + ".join(parts) or "-"
+
+
 def format_table(rows: list[dict]) -> str:
     """The results of ``run_suite`` as an aligned text table (ratios to gymnasium's runners)."""
-    head = ("workload", "envs", "runner", "layout", "workers", "steps/s", "vs_sync", "vs_async")
-    lines = [(r["workload"], str(r["num_envs"]), r["runner"], _layout_cell(r, rows),
-              "-" if r["num_workers"] is None else str(r["num_workers"]),
+    head = ("workload", "envs", "runner", "layout", "envs step in", "steps/s", "vs_sync", "vs_async")
+    lines = [(r["workload"], str(r["num_envs"]), r["runner"], _layout_cell(r, rows), _where_cell(r),
               f"{r['steps_per_s']:,.0f}", _fmt_ratio(r.get("vs_gym_sync")), _fmt_ratio(r.get("vs_gym_async")))
              for r in rows]
-    return _render(head, {1, 4, 5, 6, 7}, rows, lines)
+    return _render(head, {1, 5, 6, 7}, rows, lines)
 
 
 def format_peer_table(rows: list[dict]) -> str:
     """The results of ``run_preset`` (or ``run_groups``) as an aligned text
     table: each row's ratio to its group's peer, and its target."""
-    head = ("workload", "envs", "batch", "runner", "layout", "workers", "steps/s", "vs_peer", "target")
+    head = ("workload", "envs", "batch", "runner", "layout", "envs step in", "steps/s", "vs_peer", "target")
     lines = [(r["workload"], str(r["num_envs"]), "-" if r.get("batch_size") is None else str(r["batch_size"]),
-              r["runner"], _layout_cell(r, rows), "-" if r["num_workers"] is None else str(r["num_workers"]),
+              r["runner"], _layout_cell(r, rows), _where_cell(r),
               f"{r['steps_per_s']:,.0f}", _fmt_ratio(r.get("vs_peer")), _fmt_target(r))
              for r in rows]
-    return _render(head, {1, 2, 5, 6, 7}, rows, lines)
+    return _render(head, {1, 2, 6, 7}, rows, lines)
 
 
 GYM_ONLY = ("workloads", "envs", "runners", "batch_size", "sweep")

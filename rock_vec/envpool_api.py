@@ -46,12 +46,14 @@ class EnvPoolAPI:
         self._assert_open()
         self._assert_idle("async_reset")
         seeds = self._seed_list(seed)
-        request = {"mask": None, "rows": True}
-        requests = {w: self._request(dict(request, seeds=seeds[lo:hi], options=[options] * (hi - lo)))
-                    for w, (lo, hi) in enumerate(self._pool.ranges)}
-        self._pool.quiesce()
+        pool = self._pool
+        requests = {}
+        for h in pool.hosts:
+            lo, hi = pool.range_of(h)
+            requests[h] = {"mask": None, "rows": True, "seeds": seeds[lo:hi], "options": [options] * (hi - lo)}
+        pool.quiesce()
         self._batches.restart()
-        self._pool.dispatch(lib.RV_CMD_RESET, list(range(self.num_workers)), requests, collect=False)
+        pool.dispatch(lib.RV_CMD_RESET, pool.hosts, requests, collect=False, what="reset options")
         self._batches.started_all()
 
     def send(self, actions, env_id=None) -> None:

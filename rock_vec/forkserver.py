@@ -48,7 +48,7 @@ from ._core import lib
 class _Pool:
     def __init__(self, path: str):
         from .segment import Segment
-        from .worker import load_env_source
+        from .hosting import load_env_source
 
         self.path = path
         self.seg = Segment.attach(path)

@@ -1,9 +1,11 @@
 """The engine every face stands on: a segment, its workers, and the protocol.
 
-``Pool`` owns one segment and the workers that serve it. It knows nothing
-of gymnasium's call conventions; ``rock_vec.vector_env`` and ``rock_vec.sb3``
-turn user calls into ``dispatch`` + ``collect`` (and ``batches`` into
-send/recv).
+``Pool`` owns one segment, the workers that serve it and, when the split
+gives the learner a share of the envs, the ``EnvHost`` that steps them in
+the learner's process (host ``LOCAL``). It knows nothing of gymnasium's call
+conventions; ``rock_vec.vector_env`` and ``rock_vec.sb3`` turn user calls
+into ``dispatch`` + ``collect`` (and ``batches`` into send/recv). A command
+for the learner's share runs in ``collect``, while the workers run theirs.
 
 Lifetimes: the segment name exists only until the fork server has opened
 it; the learner heartbeat runs in a C thread; the fork server reaps workers
@@ -26,17 +28,20 @@ from . import codec, errors, main_module
 from ._core import ffi, lib
 from .actions import action_leaves, plan_action_arrays
 from .batches import AsyncBatches, ring_capacity, ring_geometry
+from .hosting import EnvHost, EnvSource, make_source
 from .launchers import launcher_for
 from .layout import Arena, leaves_of, plan_arrays, plan_async_arrays
+from .options import PoolOptions
 from .segment import Segment
+from .split import Split
+from .split import ranges as split_ranges
 
 WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks its launcher (a dead fork server)
 HEARTBEAT_NS = 100_000_000
 LEARNER_SPIN_NS = 50_000  # a spin pays only if the answer comes within a few steps' time
 WORKER_SPIN_NS = 200_000  # workers adapt: they spin only while the learner comes back sooner
 
-WAIT_POLICIES = ("auto", "spin", "block")
-FAILURE_POLICIES = ("raise", "restart")
+LOCAL = -1  # the host id of the envs the learner steps itself
 
 
 def usable_cpus() -> int:
@@ -51,8 +56,6 @@ def spin_budgets(policy: str, num_workers: int) -> tuple[int, int]:
     batch it spins only if the workers and itself each have a CPU; otherwise
     it sleeps, and its CPU is free, so workers may still spin briefly for
     the next command when there are no more workers than CPUs."""
-    if policy not in WAIT_POLICIES:
-        raise ValueError(f"wait_policy must be one of {WAIT_POLICIES}, got {policy!r}")
     if policy == "block":
         return 0, 0
     if policy == "spin":
@@ -61,20 +64,21 @@ def spin_budgets(policy: str, num_workers: int) -> tuple[int, int]:
     return (LEARNER_SPIN_NS if num_workers + 1 <= cpus else 0), (WORKER_SPIN_NS if num_workers <= cpus else 0)
 
 
-def split_envs(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
-    """Contiguous, nearly equal env ranges, one per worker."""
-    bounds = [round(w * num_envs / num_workers) for w in range(num_workers + 1)]
-    return [(bounds[w], bounds[w + 1]) for w in range(num_workers)]
-
-
-def _shutdown(seg: Segment, heartbeat, launcher, grace: float) -> None:
-    """Asks every worker to close its envs and exit, lets the launcher reap
-    them (SIGKILL after ``grace`` seconds), then unmaps. Safe to call from a
-    finalizer: it needs nothing but the pool's parts."""
+def _shutdown(seg: Segment, heartbeat, launcher, grace: float, num_workers: int, local: EnvHost | None) -> None:
+    """Asks every worker to close its envs and exit, closes the learner's
+    own envs meanwhile, lets the launcher reap the workers (SIGKILL after
+    ``grace`` seconds), then unmaps. Safe to call from a finalizer: it needs
+    nothing but the pool's parts (the worker count is the learner's own, never
+    read back from the segment)."""
     try:
         seg.header.closing = 1
-        n = seg.header.num_workers
-        lib.rv_dispatch(seg.header, ffi.new("uint32_t[]", list(range(n))), n, lib.RV_CMD_CLOSE, 0)
+        lib.rv_dispatch(seg.header, ffi.new("uint32_t[]", list(range(num_workers))), num_workers,
+                        lib.RV_CMD_CLOSE, 0)
+        if local is not None:
+            try:
+                local.close()
+            except Exception:
+                pass  # as for the workers' envs: closing goes on
         launcher.release(grace)
     except Exception:
         pass
@@ -84,47 +88,44 @@ def _shutdown(seg: Segment, heartbeat, launcher, grace: float) -> None:
 
 
 class Pool:
-    """One segment and its workers.
+    """One segment, its workers, and the learner's own share of the envs.
 
     Args:
         spec: how workers build envs: ``{"kind": "make", "env_spec", "kwargs"}``
             (JSON, any backend) or ``{"kind": "pickle"}`` with ``env_fns``.
-        exact_obs_space: workers check every env's observation space equals
+        exact_obs_space: hosts check every env's observation space equals
             ``obs_space`` (gymnasium's observation_mode='same'), not just its layout.
         obs_space, act_space: the single-env spaces.
-        num_envs, num_workers: pool size; envs are split contiguously.
+        num_envs: pool size.
+        split: which envs the learner steps and how many workers step the
+            rest (``rock_vec.split``).
         autoreset_mode: a gymnasium ``AutoresetMode`` value string.
-        wait_policy: 'auto', 'spin' or 'block' (see ``spin_budgets``).
-        on_worker_failure: 'raise' or 'restart'.
-        max_restarts: restarts allowed per worker slot before raising.
-        info_bytes: bytes per env for its info of one step.
+        options: ``PoolOptions`` (wait policy, failures, sizes, launcher).
         codec_bytes: bytes per env for each observation leaf with no fixed layout.
         mailbox_bytes: bytes per worker for control requests and replies.
-        start_timeout: seconds for every worker to build its envs.
-        batch_size: rows per block of the async output ring (default num_envs).
-        context: "spawn" starts each worker as a fresh interpreter; otherwise
-            workers are forked from the fork server (see ``launchers``).
+
+    Host ids: ``LOCAL`` for the learner's share, 0.. for the workers.
     """
 
     def __init__(self, *, spec: dict, env_fns=None, exact_obs_space: bool = False, obs_space, act_space,
-                 num_envs: int, num_workers: int, autoreset_mode: str, wait_policy: str = "auto",
-                 on_worker_failure: str = "raise", max_restarts: int = 3, info_bytes: int = 4096,
-                 codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20, start_timeout: float = 120.0,
-                 batch_size: int | None = None, context: str | None = None):
+                 num_envs: int, split: Split, autoreset_mode: str, options: PoolOptions,
+                 codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20):
         main_module.check_not_running()
-        if on_worker_failure not in FAILURE_POLICIES:
-            raise ValueError(f"on_worker_failure must be one of {FAILURE_POLICIES}, got {on_worker_failure!r}")
-        for name, value in (("info_bytes", info_bytes), ("codec_bytes", codec_bytes), ("mailbox_bytes", mailbox_bytes)):
+        for name, value in (("codec_bytes", codec_bytes), ("mailbox_bytes", mailbox_bytes)):
             if not isinstance(value, int) or value < 64:
                 raise ValueError(f"{name} must be an int >= 64, got {value!r}")
-        batch_size = num_envs if batch_size is None else batch_size
-        if not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= num_envs:
+        batch_size = num_envs if options.batch_size is None else options.batch_size
+        if not 1 <= batch_size <= num_envs:
             raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], got {batch_size!r}")
-        self.num_envs, self.num_workers, self.batch_size = num_envs, num_workers, int(batch_size)
-        self.ranges = split_envs(num_envs, num_workers)
-        self.worker_of = np.repeat(np.arange(num_workers), [hi - lo for lo, hi in self.ranges])  # env -> worker
-        self.on_worker_failure, self.max_restarts = on_worker_failure, max_restarts
-        self.spin_ns, self.worker_spin_ns = spin_budgets(wait_policy, num_workers)
+        num_workers, info_bytes, start_timeout = split.num_workers, options.info_bytes, options.start_timeout
+        self.num_envs, self.num_workers, self.batch_size, self.split = num_envs, num_workers, batch_size, split
+        self.ranges = split_ranges(split)  # the workers'
+        self.local_range = (0, split.learner_envs)
+        sizes = [split.learner_envs] + [hi - lo for lo, hi in self.ranges]
+        self.host_of = np.repeat(np.arange(LOCAL, num_workers), sizes)  # env -> host (LOCAL: the learner)
+        self.hosts = ([LOCAL] if split.learner_envs else []) + list(range(num_workers))
+        self.on_worker_failure, self.max_restarts = options.on_worker_failure, options.max_restarts
+        self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)
         self.act_leaves = action_leaves(act_space, codec_bytes)
 
@@ -137,6 +138,7 @@ class Pool:
         manifest = {
             "num_envs": num_envs,
             "workers": self.ranges,
+            "learner_envs": split.learner_envs,
             "autoreset_mode": autoreset_mode,
             "worker_spin_ns": self.worker_spin_ns,
             "batch_size": self.batch_size,
@@ -167,13 +169,22 @@ class Pool:
         self.arrays["spec"][: len(blob)] = np.frombuffer(blob, np.uint8)
         AsyncBatches.init_rings(self.arrays, capacity)
         self._heartbeat = lib.rv_heartbeat_start(self.seg.header, HEARTBEAT_NS)
-        self.launcher = launcher_for(context, self.id)
-        self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.launcher, 2.0)
+        self.launcher = launcher_for(options.context, self.id)
+        self.local = None
+        if split.learner_envs:
+            source = (make_source(spec, num_envs) if spec["kind"] == "make" else
+                      EnvSource(env_fns, obs_space if exact_obs_space else None, act_space))
+            self.local = EnvHost(self.seg, 0, split.learner_envs, source, f"the learner's process, pid {os.getpid()}")
+        self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.launcher, 2.0,
+                                           num_workers, self.local)
 
         self._target = 0  # completions awaited so far (mod 2^32)
         self._all = list(range(num_workers))
-        self._pending: list[int] = []  # workers with an unfinished command
-        self._collected: list[int] = []  # workers whose replies `replies` reads
+        self._pending: list[int] = []  # hosts with an unfinished command
+        self._collected: list[int] = []  # hosts whose replies `replies` reads
+        self._local_op: tuple | None = None  # (cmd, request) the learner's share runs in `collect`
+        self._local_reply: bytes | None = None
+        self._local_error: BaseException | None = None  # raised once the workers' part is collected
         self.faults_seen = self._errors_seen = 0
         self._oom_kills = errors.oom_kills()
         self.broken: BaseException | None = None
@@ -184,7 +195,14 @@ class Pool:
             if self.launcher.unlink_after_spawn:
                 self.seg.unlink()  # the fork server and its workers hold it by descriptor now
             self._target = num_workers
-            self._pending = self._all
+            self._pending = list(self._all)
+            if self.local is not None:  # built while the workers build theirs
+                try:
+                    self.local.start()
+                except Exception as exc:
+                    exc.add_note(f"rock_vec: raised in env {self.local.env_index} while creating the envs of the "
+                                 "learner's own share (learner_envs)")
+                    raise
             self.collect(start_timeout, what="startup")
             self.seg.unlink()  # every worker holds it now
             _warn_once(reply["notice"] for reply in map(codec.decode, filter(None, self.replies())))
@@ -194,32 +212,74 @@ class Pool:
 
     # ---- the protocol ----
 
-    def dispatch(self, cmd: int, workers: list[int] | None = None, requests: dict[int, bytes] | None = None,
-                 collect: bool = True) -> None:
-        """Hands ``cmd`` to ``workers`` (all when None). ``requests`` maps a
-        worker to the request bytes put in its mailbox first. With
-        ``collect=False`` (async reset) the results come back as rows, and
-        only ``quiesce`` waits for the command."""
+    def dispatch(self, cmd: int, hosts: list[int] | None = None, requests: dict[int, object] | None = None,
+                 collect: bool = True, what: str = "the request") -> None:
+        """Hands ``cmd`` to ``hosts`` (all when None). ``requests`` maps a
+        host to its request, pickled into a worker's mailbox first (the
+        learner's share takes it as it is). With ``collect=False`` (async
+        reset) the results come back as rows, the learner's share runs its
+        part at once, and only ``quiesce`` waits for the workers.
+
+        Raises:
+            TypeError: a request that cannot be pickled (``what`` names it).
+            ValueError: a request larger than the mailbox.
+        """
         if self.broken is not None:
             raise self.broken
-        if workers is None:
+        local = self.local is not None and (hosts is None or LOCAL in hosts)
+        remote = self._all if hosts is None else [h for h in hosts if h != LOCAL]
+        blobs = {}
+        for w in remote if requests else ():
+            try:
+                blobs[w] = cloudpickle.dumps(requests[w])
+            except Exception as exc:
+                raise TypeError(f"{what} cannot be sent to the workers: {exc}") from exc
+        if hosts is None and not blobs:
             self._target = (self._target + self.num_workers) & 0xFFFFFFFF
-            self._pending = self._all
             lib.rv_dispatch(self.seg.header, self._workers_all, self.num_workers, cmd, 0)
+        else:
+            mailbox = self.arrays["mailbox"]
+            for w, data in blobs.items():
+                if len(data) > mailbox.shape[1]:
+                    raise ValueError(
+                        f"request for worker {w} is {len(data)} bytes, over mailbox_bytes={mailbox.shape[1]}")
+            for w, data in blobs.items():
+                mailbox[w, : len(data)] = np.frombuffer(data, np.uint8)
+            for w in remote:
+                self._target = (self._target + 1) & 0xFFFFFFFF
+                lib.rv_dispatch(self.seg.header, ffi.new("uint32_t[]", [w]), 1, cmd, len(blobs.get(w, b"")))
+        self._local_op = (cmd, requests.get(LOCAL) if requests else None) if local else None
+        if not collect:
+            if self._local_op is not None:
+                error = self._run_local(what)
+                if error is not None:
+                    raise error
             return
-        mailbox = self.arrays["mailbox"]
-        for w in workers:
-            data = (requests or {}).get(w, b"")
-            if len(data) > mailbox.shape[1]:
-                raise ValueError(
-                    f"request for worker {w} is {len(data)} bytes, over mailbox_bytes={mailbox.shape[1]}")
-            mailbox[w, : len(data)] = np.frombuffer(data, np.uint8)
-        for w in workers:
-            self._target = (self._target + 1) & 0xFFFFFFFF
-            lib.rv_dispatch(self.seg.header, ffi.new("uint32_t[]", [w]), 1, cmd,
-                            len((requests or {}).get(w, b"")))
-        if collect:
-            self._pending = list(workers)
+        self._pending = list(self.hosts if hosts is None else hosts)
+
+    def _run_local(self, what: str) -> BaseException | None:
+        """Runs the learner's share of the pending command; returns the
+        exception an env raised (the caller raises it once the workers are
+        done), with a note naming the env."""
+        (cmd, request), self._local_op = self._local_op, None
+        host, self._local_reply = self.local, None
+        try:
+            if cmd == lib.RV_CMD_STEP:
+                host.step()
+            elif cmd == lib.RV_CMD_RESET:
+                host.reset(request)
+            elif cmd == lib.RV_CMD_CALL:
+                results = host.call(request)
+                if results:  # through the codec, as a worker's: an env's results follow one rule wherever it runs
+                    self._local_reply = codec.encode(
+                        results, what=f"the results of {request['op']}({request['name']!r}) per env")
+            elif cmd == lib.RV_CMD_CLOSE:
+                host.close()
+        except Exception as exc:
+            where = f"in env {host.env_index}" if host.env_index is not None else "in the learner's share"
+            exc.add_note(f"rock_vec: raised {where} during `{what}`, in the learner's own process (learner_envs)")
+            return exc
+        return None
 
     def wait(self, wait_once, timeout: float | None, what: str, on_death=None) -> list[int]:
         """Runs ``wait_once(slice_ns) -> rv result`` until RV_OK, in slices
@@ -254,12 +314,22 @@ class Pool:
         returned). Raises the first worker error, a ``WorkerDiedError`` or
         ``multiprocessing.TimeoutError``."""
         header = self.seg.header
+        if self._local_op is not None:  # the learner's share steps while the workers step theirs
+            started = lib.rv_now_ns()
+            self._local_error = self._run_local(what)
+            if timeout is not None:  # the timeout counts from the call: the share's own time is part of it
+                limit, timeout = timeout, timeout - (lib.rv_now_ns() - started) / 1e9
+                if timeout <= 0:  # as a late worker: the call stays pending, a later wait collects it
+                    raise errors.TimeoutError(f"the call to `{what}` has timed out after {limit} second(s).")
         restarted = self.wait(lambda slice_ns: lib.rv_wait_done(
             header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, what)
         self._collected, self._pending = self._pending, []
+        local_error, self._local_error = self._local_error, None
+        if local_error is not None:  # the lowest env ids: raised first, as SyncVectorEnv would
+            raise local_error
         if self.seg.header.error_count != self._errors_seen:  # one word, not one per worker
             self._errors_seen = self.seg.header.error_count
-            failed = [w for w in self._collected if self.seg.slot(w).status == lib.RV_STATUS_ERROR]
+            failed = [w for w in self._collected if w != LOCAL and self.seg.slot(w).status == lib.RV_STATUS_ERROR]
             if failed:
                 raise self._worker_exception(failed)
         if restarted and what != "step_wait":
@@ -274,11 +344,25 @@ class Pool:
         self.wait(lambda slice_ns: lib.rv_wait_done(
             self.seg.header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, "quiesce")
 
+    @property
+    def pending(self) -> bool:
+        """A command awaits ``collect``."""
+        return bool(self._pending)
+
     def replies(self) -> list:
-        """Reply bytes (or None) of each worker of the last collected command."""
+        """Reply bytes (or None) of each host of the last collected command, in its order."""
         mailbox = self.arrays["mailbox"]
-        return [bytes(mailbox[w, : self.seg.slot(w).reply_len]) if self.seg.slot(w).reply_len else None
+        return [self._local_reply if w == LOCAL else
+                bytes(mailbox[w, : self.seg.slot(w).reply_len]) if self.seg.slot(w).reply_len else None
                 for w in self._collected]
+
+    def range_of(self, host: int) -> tuple[int, int]:
+        """The env indices ``host`` steps."""
+        return self.local_range if host == LOCAL else self.ranges[host]
+
+    def hosts_of(self, env_mask: np.ndarray) -> list[int]:
+        """Hosts of at least one env selected by a boolean mask."""
+        return [h for h in self.hosts if env_mask[slice(*self.range_of(h))].any()]
 
     def _worker_exception(self, failed: list[int]) -> BaseException:
         mailbox = self.arrays["mailbox"]
@@ -346,7 +430,7 @@ class Pool:
         if not self._finalizer.alive:
             return
         self._finalizer.detach()
-        _shutdown(self.seg, self._heartbeat, self.launcher, grace)
+        _shutdown(self.seg, self._heartbeat, self.launcher, grace, self.num_workers, self.local)
 
     @property
     def closed(self) -> bool:
@@ -362,9 +446,3 @@ def _warn_once(notices) -> None:
         if isinstance(notice, str) and notice not in _warned:
             _warned.add(notice)
             warnings.warn(notice, RuntimeWarning, stacklevel=5)
-
-
-def workers_of(ranges: list[tuple[int, int]], env_mask: np.ndarray) -> list[int]:
-    """Workers hosting at least one env selected by a boolean mask."""
-    return [w for w, (lo, hi) in enumerate(ranges) if env_mask[lo:hi].any()]
-

@@ -24,29 +24,14 @@ from .envpool_api import EnvPoolAPI
 from .infos import batch_infos
 from .actions import Actions
 from .layout import LeafIO
-from .pool import Pool, usable_cpus, workers_of
-from .worker import FORBIDDEN_CALLS, env_spec
+from . import split
+from .options import PoolOptions
+from .pool import Pool, usable_cpus
+from .split import Split
+from .hosting import FORBIDDEN_CALLS, env_spec
 
 
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-
-
-def _plan_workers(num_envs: int, envs_per_worker: int | None, num_workers: int | None,
-                  max_concurrency: int | None) -> int:
-    for name, value in (("envs_per_worker", envs_per_worker), ("num_workers", num_workers)):
-        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-    if num_workers is None:
-        if envs_per_worker is None:
-            num_workers = min(num_envs, usable_cpus())
-        else:
-            num_workers = -(-num_envs // envs_per_worker)
-    elif envs_per_worker is not None and num_workers * envs_per_worker < num_envs:
-        raise ValueError(
-            f"num_workers={num_workers} x envs_per_worker={envs_per_worker} cannot host num_envs={num_envs}")
-    if max_concurrency is not None:
-        num_workers = min(num_workers, max_concurrency)
-    return max(1, min(num_workers, num_envs))
 
 
 class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
@@ -56,7 +41,9 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
     arguments, same results (batched spaces, float64 rewards, bool flags,
     infos batched with ``_key`` masks, the three autoreset modes). Every
     observation, action, reward, flag and info crosses through one shared
-    segment; workers host ``envs_per_worker`` envs each.
+    segment. By default the learner steps a share of the envs itself while
+    workers step the rest (``split``; ``learner_envs=0`` keeps every env in
+    a worker process).
 
     Example:
         >>> import gymnasium as gym, rock_vec
@@ -83,8 +70,11 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         observation_mode: 'same', 'different' or ``(batched, single)`` spaces.
         autoreset_mode: an ``AutoresetMode`` or its value.
         max_concurrency: caps the number of worker processes.
-        envs_per_worker, num_workers: pool layout (default: one worker per
-            usable CPU, envs split evenly).
+        **options: rock_vec's options (``rock_vec.options.PoolOptions``):
+        envs_per_worker, num_workers, learner_envs: where the envs step
+            (default: from the env's measured step cost, see
+            ``rock_vec.split``; giving a worker layout without
+            ``learner_envs`` keeps every env in a worker).
         wait_policy: 'auto' (spin only when every busy process has a CPU),
             'spin' or 'block'.
         on_worker_failure: 'raise' (default) or 'restart' (the dead worker
@@ -96,7 +86,9 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         batch_size: envs per :meth:`recv` in the async API (default num_envs).
 
     Raises:
-        ValueError: on an argument that cannot apply (e.g. ``worker``).
+        ValueError: on an argument that cannot apply (e.g. ``worker``) or a
+            bad option value.
+        TypeError: on an unknown option.
     """
 
     def __init__(
@@ -110,16 +102,9 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         observation_mode: str | tuple[Space, Space] = "same",
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
         max_concurrency: int | None = None,
-        *,
-        envs_per_worker: int | None = None,
-        num_workers: int | None = None,
-        wait_policy: str = "auto",
-        on_worker_failure: str = "raise",
-        max_restarts: int = 3,
-        info_bytes: int | None = None,
-        start_timeout: float = 120.0,
-        batch_size: int | None = None,
+        **options: Any,
     ):
+        options = PoolOptions.of(dict(options, context=context), "AsyncVectorEnv")
         env_fns = list(env_fns)
         if not env_fns:
             raise ValueError("env_fns is empty: a pool needs at least one env")
@@ -127,28 +112,22 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
             raise ValueError(
                 "rock_vec runs its own worker program (rock_vec.worker) over shared memory; a custom "
                 "gymnasium `worker` function cannot run there. Pass worker=None.")
-        if context not in (None, "fork", "spawn", "forkserver"):
-            raise ValueError(f"cannot find context for {context!r}")
         for i, fn in enumerate(env_fns):
             if not callable(fn):
                 raise TypeError(f"env_fns[{i}] is {type(fn).__name__}, not a callable that builds an env")
         try:
-            blob_ok = cloudpickle.dumps(env_fns)
+            cloudpickle.dumps(env_fns)
         except Exception as exc:
             raise TypeError(f"env_fns cannot be sent to the workers: cloudpickle failed: {exc}") from exc
-        del blob_ok
         self.env_fns = env_fns
-        self._setup(
-            len(env_fns), env_fns[0], {"kind": "pickle"}, env_fns, copy, observation_mode, autoreset_mode,
-            _plan_workers(len(env_fns), envs_per_worker, num_workers, max_concurrency),
-            wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size, context)
+        self._setup(len(env_fns), env_fns[0], {"kind": "pickle"}, env_fns, copy, observation_mode, autoreset_mode,
+                    options, max_concurrency)
         self.shared_memory, self.context, self.daemon = shared_memory, context, daemon
 
     # ---- construction ----
 
-    def _setup(self, num_envs, make_one, spec, env_fns, copy, observation_mode, autoreset_mode,
-               num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size,
-               context=None):
+    def _setup(self, num_envs: int, make_one: Callable[[], gym.Env], spec: dict, env_fns: list | None, copy: bool,
+               observation_mode, autoreset_mode, options: PoolOptions, max_concurrency: int | None = None) -> None:
         self.num_envs = num_envs
         self.copy = copy
         self.observation_mode = observation_mode
@@ -177,15 +156,11 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
                     f"batch observation space, actual got {observation_mode}")
         finally:
             dummy.close()
-        if info_bytes is None:
-            info_bytes = 4096
+        self.split = self._choose_split(num_envs, options, max_concurrency)
         self._pool = Pool(
             spec=spec, env_fns=env_fns, exact_obs_space=observation_mode == "same",
-            obs_space=self.single_observation_space,
-            act_space=self.single_action_space, num_envs=num_envs, num_workers=num_workers,
-            autoreset_mode=self.autoreset_mode.value, wait_policy=wait_policy,
-            on_worker_failure=on_worker_failure, max_restarts=max_restarts, info_bytes=info_bytes,
-            start_timeout=start_timeout, batch_size=batch_size, context=context)
+            obs_space=self.single_observation_space, act_space=self.single_action_space, num_envs=num_envs,
+            split=self.split, autoreset_mode=self.autoreset_mode.value, options=options)
         arrays = self._pool.arrays
         self._obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "obs")
         self._actions = Actions(self.single_action_space, self._pool.act_leaves, arrays, num_envs)
@@ -200,10 +175,19 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         self._state = AsyncState.DEFAULT
         self._reset_mask: np.ndarray | None = None
 
+    @staticmethod
+    def _choose_split(num_envs: int, options: PoolOptions, max_concurrency: int | None) -> Split:
+        if options.batch_size is not None and options.batch_size < num_envs and options.learner_envs is None:
+            return split.choose(num_envs, usable_cpus(), envs_per_worker=options.envs_per_worker,
+                                num_workers=options.num_workers, max_concurrency=max_concurrency,
+                                all_in_workers="async batches smaller than the pool keep the learner free")
+        return split.choose(num_envs, usable_cpus(), envs_per_worker=options.envs_per_worker,
+                            num_workers=options.num_workers, learner_envs=options.learner_envs,
+                            max_concurrency=max_concurrency)
+
     @classmethod
     def _from_id(cls, env_id: str, num_envs: int, env_kwargs: dict, copy: bool, autoreset_mode,
-                 envs_per_worker, num_workers, wait_policy, on_worker_failure, max_restarts, info_bytes,
-                 start_timeout, batch_size) -> "AsyncVectorEnv":
+                 options: PoolOptions) -> "AsyncVectorEnv":
         self = cls.__new__(cls)
         env_fns = None
         try:
@@ -216,10 +200,9 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
             spec = {"kind": "pickle"}
             env_fns = [lambda: gym.make(env_id, **env_kwargs)] * num_envs
         self.env_fns = env_fns
-        self.shared_memory, self.context, self.daemon = True, None, True
+        self.shared_memory, self.context, self.daemon = True, options.context, True
         self._setup(num_envs, lambda: gym.make(env_id, **env_kwargs), spec, env_fns, copy, "same",
-                    autoreset_mode, _plan_workers(num_envs, envs_per_worker, num_workers, None),
-                    wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size)
+                    autoreset_mode, options)
         return self
 
     # ---- the pool's shape ----
@@ -292,17 +275,14 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
     def _send_reset(self, seeds: list, options: list, mask: np.ndarray | None) -> None:
         """Starts a reset of the envs in ``mask`` (all when None), each with its
         own seed and options."""
-        workers = list(range(self.num_workers)) if mask is None else workers_of(self._pool.ranges, mask)
-        try:
-            requests = {}
-            for w in workers:
-                lo, hi = self._pool.ranges[w]
-                requests[w] = cloudpickle.dumps({
-                    "seeds": seeds[lo:hi], "options": options[lo:hi],
-                    "mask": None if mask is None else mask[lo:hi].tolist()})
-        except Exception as exc:
-            raise TypeError(f"reset options cannot be sent to the workers: {exc}") from exc
-        self._pool.dispatch(lib.RV_CMD_RESET, workers, requests)
+        pool = self._pool
+        hosts = pool.hosts if mask is None else pool.hosts_of(mask)
+        requests = {}
+        for h in hosts:
+            lo, hi = pool.range_of(h)
+            requests[h] = {"seeds": seeds[lo:hi], "options": options[lo:hi],
+                           "mask": None if mask is None else mask[lo:hi].tolist()}
+        pool.dispatch(lib.RV_CMD_RESET, hosts, requests, what="reset options")
         self._reset_mask = mask
         self._state = AsyncState.WAITING_RESET
 
@@ -401,9 +381,9 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         self._assert_idle("call_async")
         if name in FORBIDDEN_CALLS:
             raise ValueError(f"Trying to call function `{name}` with `call`, use `{name}` directly instead.")
-        request = self._request({"op": "call", "name": name, "args": args, "kwargs": kwargs})
-        self._pool.dispatch(lib.RV_CMD_CALL, list(range(self.num_workers)),
-                            {w: request for w in range(self.num_workers)})
+        request = {"op": "call", "name": name, "args": args, "kwargs": kwargs}
+        self._pool.dispatch(lib.RV_CMD_CALL, self._pool.hosts, {h: request for h in self._pool.hosts},
+                            what=f"arguments of `{name}`")
         self._state = AsyncState.WAITING_CALL
 
     def call_wait(self, timeout: float | None = None) -> tuple[Any, ...]:
@@ -519,15 +499,8 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
             self._state = AsyncState.DEFAULT
             raise
         finally:
-            if not self._pool._pending:
+            if not self._pool.pending:
                 self._state = AsyncState.DEFAULT
-
-    @staticmethod
-    def _request(payload: dict) -> bytes:
-        try:
-            return cloudpickle.dumps(payload)
-        except Exception as exc:
-            raise TypeError(f"arguments of `{payload.get('name')}` cannot be sent to the workers: {exc}") from exc
 
     def _env_call(self, op: str, name: str, indices: list[int], args: tuple = (), kwargs: dict | None = None,
                   values: list | None = None) -> list:
@@ -535,26 +508,25 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         of ops that return something, in the same order."""
         self._assert_is_running()
         self._assert_idle(op)
-        per_worker: dict[int, list[int]] = {}
+        per_host: dict[int, list[int]] = {}
         for k, i in enumerate(indices):
             if not 0 <= i < self.num_envs:
                 raise IndexError(f"env index {i} out of range: the pool has envs 0..{self.num_envs - 1}")
-            per_worker.setdefault(int(self._pool.worker_of[i]), []).append(k)
+            per_host.setdefault(int(self._pool.host_of[i]), []).append(k)
         requests = {
-            w: self._request({"op": op, "name": name, "args": args, "kwargs": kwargs or {},
-                              "envs": [indices[k] for k in ks],
-                              "values": None if values is None else [values[k] for k in ks]})
-            for w, ks in per_worker.items()}
-        self._pool.dispatch(lib.RV_CMD_CALL, sorted(requests), requests)
+            h: {"op": op, "name": name, "args": args, "kwargs": kwargs or {}, "envs": [indices[k] for k in ks],
+                "values": None if values is None else [values[k] for k in ks]}
+            for h, ks in per_host.items()}
+        self._pool.dispatch(lib.RV_CMD_CALL, sorted(requests), requests, what=f"arguments of `{name}`")
         self._state = AsyncState.WAITING_CALL
         try:
             self._collect(None, op)
         finally:
             self._state = AsyncState.DEFAULT
         results: list = [None] * len(indices)
-        for w, reply in zip(sorted(requests), self._pool.replies()):
+        for h, reply in zip(sorted(requests), self._pool.replies()):
             if reply is not None:
-                for k, value in zip(per_worker[w], codec.decode(reply)):
+                for k, value in zip(per_host[h], codec.decode(reply)):
                     results[k] = value
         return results
 
@@ -573,23 +545,16 @@ def make_vec(
     env_id: str,
     num_envs: int = 1,
     *,
-    envs_per_worker: int | None = None,
-    num_workers: int | None = None,
     autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     copy: bool = True,
-    wait_policy: str = "auto",
-    on_worker_failure: str = "raise",
-    max_restarts: int = 3,
-    info_bytes: int | None = None,
-    start_timeout: float = 120.0,
-    batch_size: int | None = None,
-    **env_kwargs: Any,
+    **kwargs: Any,
 ) -> AsyncVectorEnv:
     """Builds a pool of ``num_envs`` copies of the registered env ``env_id``.
 
     Each worker builds its envs with ``gymnasium.make(env_id, **env_kwargs)``
     from the id itself (nothing pickled), so the same call will run in
-    containers.
+    containers. ``kwargs`` are rock_vec's options (``PoolOptions``: see
+    ``AsyncVectorEnv``) and, the rest, the env's kwargs.
 
     Example:
         >>> import rock_vec
@@ -599,12 +564,12 @@ def make_vec(
         >>> envs.close()
 
     Raises:
-        ValueError: on a non-positive num_envs or an impossible layout.
+        ValueError: on a non-positive num_envs, an impossible layout or a
+            bad option value.
         gymnasium.error.Error: if env_id is not registered.
     """
-    if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+    if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+    options, env_kwargs = PoolOptions.take(kwargs, "make_vec")
     env_spec(env_id)  # fails fast, with gymnasium's own message, on an unknown id
-    return AsyncVectorEnv._from_id(
-        env_id, int(num_envs), env_kwargs, copy, autoreset_mode, envs_per_worker, num_workers,
-        wait_policy, on_worker_failure, max_restarts, info_bytes, start_timeout, batch_size)
+    return AsyncVectorEnv._from_id(env_id, int(num_envs), env_kwargs, copy, autoreset_mode, options)

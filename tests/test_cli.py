@@ -19,7 +19,7 @@ from rock_vec import bench, cli, synthetic
 from rock_vec.segment import NAME_PREFIX, SHM_DIR, _pid_alive
 from rock_vec.synthetic import SYNTHETIC_ID, SYNTHETIC_MAKE_ID, SyntheticEnv
 
-COLUMNS = ["workload", "envs", "runner", "layout", "workers", "steps/s", "vs_sync", "vs_async"]
+COLUMNS = ["workload", "envs", "runner", "layout", "envs step in", "steps/s", "vs_sync", "vs_async"]
 
 
 def _table(out: str) -> list[dict]:
@@ -58,6 +58,8 @@ def test_bench_prints_a_table_with_positive_ratios(capsys, tmp_path):
         for col in ("vs_sync", "vs_async"):
             assert float(r[col]) > 0, r
     assert float(rows[1]["vs_sync"]) == 1.0 and float(rows[2]["vs_async"]) == 1.0
+    assert re.fullmatch(r"(learner \d+ \+ )?\d+ workers?", rows[0]["envs step in"]), rows[0]
+    assert [r["envs step in"] for r in rows[1:]] == ["learner", "4 workers"]
     assert rows[0]["layout"] == "default"
     # progress went to stderr, one line per measurement
     assert len([line for line in captured.err.splitlines() if "steps/s" in line]) == 3
@@ -72,11 +74,10 @@ def test_quick_settings_stay_small():
     assert len(quick["workloads"]) * quick["repeats"] * quick["seconds"] * len(bench.RUNNERS) <= 20
 
 
-def test_layouts_for_caps_at_num_envs_and_drops_repeated_worker_counts(monkeypatch):
-    monkeypatch.setattr(bench, "usable_cpus", lambda: 2)
-    assert bench.layouts_for(bench.SWEEP_LAYOUTS, 1) == [None]
-    assert bench.layouts_for(bench.SWEEP_LAYOUTS, 4) == [None, 1, 4]  # epw=2 is the default's 2 workers
-    assert bench.layouts_for(bench.SWEEP_LAYOUTS, 64) == [None, 1, 2, 4, 8, 16]
+def test_layouts_for_caps_at_num_envs_and_drops_repeated_worker_counts():
+    assert bench.layouts_for(bench.SWEEP_LAYOUTS, 1) == [None, 1]
+    assert bench.layouts_for(bench.SWEEP_LAYOUTS, 4) == [None, 1, 2, 4]
+    assert bench.layouts_for(bench.SWEEP_LAYOUTS, 64) == [None, 1, 2, 4, 8, 16, 32]
     assert bench.layouts_for([8, 8, 3], 6) == [3]
 
 
@@ -85,8 +86,7 @@ def test_run_suite_reports_default_and_best_layout():
     rows = bench.run_suite(["cartpole"], [2], repeats=2, seconds=0.05, layouts=[None, 2],
                            runners=["rock_vec", "gym_sync"], warmup=0.01, progress=lines.append)
     ours = [r for r in rows if r["runner"] == "rock_vec"]
-    expected = ["default", "epw=2"] if bench.usable_cpus() > 1 else ["default"]  # 1 CPU: the same layout
-    assert [r["layout"] for r in ours] == expected
+    assert [r["layout"] for r in ours] == ["default", "epw=2"]  # learner 1 + 1 worker, then 1 worker of 2
     assert sum(r["best"] for r in ours) == 1
     assert all(len(r["samples"]) == 2 for r in rows)
     assert len(lines) == 2 * len(rows) and lines[-1].startswith(f"[{len(lines)}/{len(lines)}]")
@@ -126,7 +126,7 @@ def test_help_exits_0(capsys):
 
 # ---------------------------------------------------------------- async, SB3 and EnvPool runners
 
-PEER_COLUMNS = ["workload", "envs", "batch", "runner", "layout", "workers", "steps/s", "vs_peer", "target"]
+PEER_COLUMNS = ["workload", "envs", "batch", "runner", "layout", "envs step in", "steps/s", "vs_peer", "target"]
 
 
 def _peer_tables(out: str) -> list[list[dict]]:
@@ -287,7 +287,8 @@ def test_sb3_suite_compares_rock_vec_env_with_subproc_vec_env(small_suites, caps
     assert "stable_baselines3 " in captured.out.splitlines()[0]
     (rows,) = _peer_tables(captured.out)
     assert [r["runner"] for r in rows] == ["sb3_rock_vec", "sb3_subproc", "sb3_dummy"]
-    assert [r["workers"] for r in rows] == [str(min(2, bench.usable_cpus())), "2", "-"]
+    assert re.fullmatch(r"(learner \d+ \+ )?\d+ workers?", rows[0]["envs step in"]), rows[0]
+    assert [r["envs step in"] for r in rows[1:]] == ["2 workers", "learner"]
     assert rows[1]["vs_peer"] == "1.00" and re.fullmatch(r">=8\.00 (met|missed)", rows[0]["target"])
     assert all(_rate(r["steps/s"]) > 0 for r in rows)
 

@@ -93,7 +93,7 @@ def test_async_pairs_are_guarded_like_gymnasiums(envs):
 
 
 def test_a_slow_step_times_out_and_can_still_be_collected():
-    envs = rock_vec.AsyncVectorEnv([lambda: FailingEnv(step_seconds=0.3)] * 2)
+    envs = rock_vec.AsyncVectorEnv([lambda: FailingEnv(step_seconds=0.3)] * 2, learner_envs=0)
     try:
         envs.reset()
         envs.step_async(np.zeros(2, np.int64))
@@ -204,15 +204,27 @@ def test_edge_sizes_work(num_envs, epw):
 
 
 @pytest.mark.parametrize("options,match", [
-    ({"batch_size": 0}, "batch_size must be an int in"),
-    ({"batch_size": 5}, "batch_size must be an int in"),
-    ({"envs_per_worker": 0}, "envs_per_worker must be a positive int"),
-    ({"num_workers": -1}, "num_workers must be a positive int"),
+    ({"batch_size": 0}, r"batch_size must be an int >= 1 or None, got 0"),
+    ({"batch_size": 5}, r"batch_size must be an int in \[1, num_envs=4\], got 5"),
+    ({"envs_per_worker": 0}, "envs_per_worker must be an int >= 1 or None"),
+    ({"num_workers": -1}, "num_workers must be an int >= 1 or None"),
+    ({"learner_envs": -1}, "learner_envs must be an int >= 0 or None"),
+    ({"learner_envs": 4}, r"learner_envs must be an int in \[0, num_envs=4\).*at least one env steps in a worker"),
     ({"info_bytes": 0}, "info_bytes must be an int >= 64"),
+    ({"wait_policy": "nap"}, "wait_policy must be one of"),
+    ({"on_worker_failure": "ignore"}, "on_worker_failure must be one of"),
+    ({"start_timeout": 0}, "start_timeout must be a number of seconds > 0"),
+    ({"context": "thread"}, "cannot find context for 'thread'"),
 ])
 def test_config_edge_values_raise_clear_errors(options, match):
     with pytest.raises(ValueError, match=match):
         rock_vec.make_vec("CartPole-v1", num_envs=4, **options)
+
+
+def test_an_unknown_option_is_a_type_error_naming_the_valid_ones():
+    with pytest.raises(TypeError, match="AsyncVectorEnv got an unexpected keyword argument 'env_per_worker'; "
+                                        "rock_vec's options are envs_per_worker, num_workers, learner_envs"):
+        rock_vec.AsyncVectorEnv([lambda: SpaceEnv()] * 2, env_per_worker=1)
 
 
 def test_observation_mode_same_refuses_envs_whose_spaces_differ_like_gymnasium():

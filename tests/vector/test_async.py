@@ -203,7 +203,7 @@ def test_a_dead_worker_fails_recv_naming_its_envs_in_flight():
 def test_recv_timeout_bounds_the_call():
     import multiprocessing
 
-    envs = rock_vec.AsyncVectorEnv([lambda: FailingEnv(step_seconds=0.5)] * 2, batch_size=2)
+    envs = rock_vec.AsyncVectorEnv([lambda: FailingEnv(step_seconds=0.5)] * 2, batch_size=2, learner_envs=0)
     try:
         envs.async_reset()
         envs.recv(timeout=5)

@@ -1,0 +1,94 @@
+"""rock_vec's own options of a pool, in one place: every face takes them by
+keyword and builds one ``PoolOptions``, validated once; everything below
+the faces reads that object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+WAIT_POLICIES = ("auto", "spin", "block")
+FAILURE_POLICIES = ("raise", "restart")
+CONTEXTS = (None, "fork", "forkserver", "spawn")
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        more = f"an int >= {minimum}" + (" or None" if optional else "")
+        raise ValueError(f"{name} must be {more}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PoolOptions:
+    """How a pool runs its envs (see README.md's table).
+
+    Attributes:
+        envs_per_worker, num_workers: the worker layout (default: chosen
+            from the measured step cost, see ``rock_vec.split``).
+        learner_envs: envs stepped in the learner's process (None: chosen;
+            0: every env in a worker process).
+        wait_policy: 'auto', 'spin' or 'block'.
+        on_worker_failure: 'raise' or 'restart'.
+        max_restarts: restarts per worker before a crash loop raises.
+        info_bytes: room for one env's info of one step.
+        start_timeout: seconds for every worker to build its envs.
+        batch_size: rows per ``recv`` in the async API (None: num_envs).
+        context: gymnasium's start-method argument: 'spawn' starts workers
+            as fresh interpreters; None, 'fork', 'forkserver' fork them from
+            rock_vec's fork server.
+
+    Raises:
+        ValueError: naming the option and what it takes.
+    """
+
+    envs_per_worker: int | None = None
+    num_workers: int | None = None
+    learner_envs: int | None = None
+    wait_policy: str = "auto"
+    on_worker_failure: str = "raise"
+    max_restarts: int = 3
+    info_bytes: int = 4096
+    start_timeout: float = 120.0
+    batch_size: int | None = None
+    context: str | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int("envs_per_worker", self.envs_per_worker)
+        _positive_int("num_workers", self.num_workers)
+        _positive_int("learner_envs", self.learner_envs, minimum=0)
+        if self.wait_policy not in WAIT_POLICIES:
+            raise ValueError(f"wait_policy must be one of {WAIT_POLICIES}, got {self.wait_policy!r}")
+        if self.on_worker_failure not in FAILURE_POLICIES:
+            raise ValueError(f"on_worker_failure must be one of {FAILURE_POLICIES}, got {self.on_worker_failure!r}")
+        _positive_int("max_restarts", self.max_restarts, minimum=0, optional=False)
+        _positive_int("info_bytes", self.info_bytes, minimum=64, optional=False)
+        if not isinstance(self.start_timeout, (int, float)) or isinstance(self.start_timeout, bool) \
+                or not self.start_timeout > 0:
+            raise ValueError(f"start_timeout must be a number of seconds > 0, got {self.start_timeout!r}")
+        _positive_int("batch_size", self.batch_size)
+        if self.context not in CONTEXTS:
+            raise ValueError(f"cannot find context for {self.context!r}")  # multiprocessing's words
+
+    @classmethod
+    def take(cls, kwargs: dict, where: str) -> tuple["PoolOptions", dict]:
+        """Splits ``kwargs`` into the options and the rest (``make_vec``'s env kwargs)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        mine = {k: kwargs[k] for k in kwargs if k in names}
+        return cls(**mine), {k: v for k, v in kwargs.items() if k not in names}
+
+    @classmethod
+    def of(cls, kwargs: dict, where: str) -> "PoolOptions":
+        """The options in ``kwargs``.
+
+        Raises:
+            TypeError: for a keyword that is not an option, naming the valid ones.
+        """
+        options, rest = cls.take(kwargs, where)
+        if rest:
+            valid = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise TypeError(f"{where} got an unexpected keyword argument {next(iter(rest))!r}; rock_vec's options "
+                            f"are {valid}")
+        return options
