@@ -53,6 +53,7 @@ from typing import Any, Callable, Iterable, Sequence
 import gymnasium as gym
 import numpy as np
 
+from .atari import PIPELINE_MAKE_ID
 from .synthetic import SYNTHETIC_MAKE_ID
 from .vector_env import make_vec
 
@@ -67,6 +68,8 @@ class Workload:
     description: str = ""
     #: EnvPool's id of the same env (None: EnvPool has none).
     envpool_id: str | None = None
+    #: Modules the env needs (a group on it is skipped, with a note, without them).
+    requires: tuple[str, ...] = ()
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
@@ -82,6 +85,12 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("jitter", SYNTHETIC_MAKE_ID, {"obs_shape": (4,), "obs_dtype": "float32", "step_us": 105,
                                             "jitter_us": 95},
              "4 float32 obs, busy CPU drawn uniformly in 10..200 us per step; measures waiting on stragglers"),
+    Workload("cnn_step", SYNTHETIC_MAKE_ID, {"obs_shape": (84, 84, 4), "obs_dtype": "uint8", "step_us": 300},
+             "uint8 (84, 84, 4) frames, 300 us of busy CPU per step: about what a Nature CNN forward costs "
+             "per env here, for the overlap loop"),
+    Workload("breakout", PIPELINE_MAKE_ID, {"game": "Breakout"},
+             "ALE Breakout through AtariPreprocessing (frame skip 4, 84x84 grey) and FrameStackObservation(4): "
+             "the pipeline users train on (needs ale-py and opencv)", requires=("ale_py", "cv2")),
 )}
 
 
@@ -94,6 +103,9 @@ def _rock_vec(wl: Workload, num_envs: int, layout: int | None, batch_size: int |
 
 def _rock_vec_async(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
     return make_vec(wl.env_id, num_envs, envs_per_worker=layout, batch_size=batch_size, **wl.kwargs)
+
+
+_rock_vec_overlap = _rock_vec_async  # the same pool; the overlap driver steps it in halves
 
 
 def _env_fns(wl: Workload, num_envs: int) -> list[Callable[[], gym.Env]]:
@@ -218,6 +230,9 @@ RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
            workers=_one_process_per_env, learner_envs=_none_in_learner),
     Runner("rock_vec_async", "async", _rock_vec_async,
            "rock_vec.make_vec(batch_size=B): async_reset, then recv/send B envs at a time",
+           ours=True, layouts=True, batched=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
+    Runner("rock_vec_overlap", "overlap", _rock_vec_overlap,
+           "rock_vec.make_vec(batch_size=B): the policy runs on one batch while the others step (step_envs)",
            ours=True, layouts=True, batched=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
     Runner("sb3_rock_vec", "sb3", _sb3_rock_vec, "rock_vec.sb3.RockVecEnv.from_id: SB3 VecEnv.step",
            requires="stable_baselines3", ours=True, layouts=True, workers=_sb3_pool_workers,
@@ -414,13 +429,58 @@ def _drive_sb3(envs, num_envs: int, batch_size: int | None, seed: int | None, dt
     return Drive(envs.step, actions, num_envs)
 
 
+def _drive_policy_vector(envs, num_envs: int, batch_size: int | None, seed: int | None, policy) -> Drive:
+    """A training loop on a VectorEnv: ``step(policy(obs))``, the policy's
+    forward and the envs' step taking turns."""
+    obs, _ = envs.reset() if seed is None else envs.reset(seed=seed)
+    last = [obs]
+
+    def round_(_actions) -> None:
+        last[0] = envs.step(policy(last[0]))[0]
+
+    return Drive(round_, np.zeros((1, num_envs), np.int64), num_envs)
+
+
+def _drive_policy_overlap(envs, num_envs: int, batch_size: int | None, seed: int | None, policy) -> Drive:
+    """The overlapped training loop (README "The learner never waits"):
+    each round computes the actions of one batch and hands them over with
+    ``step_envs``, which returns the next batch to finish, stepped while
+    the policy ran."""
+    if batch_size is None or num_envs % batch_size:
+        raise ValueError(f"the overlap loop needs a batch_size that divides num_envs={num_envs}, got {batch_size!r}")
+    envs.async_reset() if seed is None else envs.async_reset(seed=seed)
+    last = [envs.recv()]
+
+    def round_(_actions) -> None:
+        obs, *_, info = last[0]
+        last[0] = envs.step_envs(policy(obs), info["env_id"])
+
+    def finish() -> None:
+        for _ in range(num_envs // batch_size - 1):
+            envs.recv()
+
+    return Drive(round_, np.zeros((1, batch_size), np.int64), batch_size, finish)
+
+
 DRIVERS: dict[str, Callable[..., Drive]] = {"vector": _drive_vector, "async": _drive_async, "sb3": _drive_sb3}
+#: Drivers of a training loop with a policy, by API.
+POLICY_DRIVERS: dict[str, Callable[..., Drive]] = {"vector": _drive_policy_vector, "overlap": _drive_policy_overlap}
 
 
-def start(runner: str | Runner, envs, num_envs: int, batch_size: int | None = None, seed: int = 0) -> Drive:
-    """Resets ``envs`` (built by ``make_envs``) the way ``runner``'s API does and returns its ``Drive``."""
+def start(runner: str | Runner, envs, num_envs: int, batch_size: int | None = None, seed: int = 0,
+          policy=None) -> Drive:
+    """Resets ``envs`` (built by ``make_envs``) the way ``runner``'s API does
+    and returns its ``Drive``; with ``policy`` (``rock_vec.policies``) each
+    round runs it on the observations first, as a training loop does."""
     spec = _runner(runner)
-    return DRIVERS[spec.api](envs, num_envs, batch_size, seed if spec.seeded else None, spec.action_dtype)
+    seed = seed if spec.seeded else None
+    if policy is not None:
+        if spec.api not in POLICY_DRIVERS:
+            raise ValueError(f"{spec.name} has no training loop (api {spec.api!r})")
+        return POLICY_DRIVERS[spec.api](envs, num_envs, batch_size, seed, policy)
+    if spec.api == "overlap":
+        raise ValueError(f"{spec.name} runs a policy: give the group one")
+    return DRIVERS[spec.api](envs, num_envs, batch_size, seed, spec.action_dtype)
 
 
 def _timed(round_: Callable[[np.ndarray], Any], actions: np.ndarray, seconds: float, warmup: float) -> tuple[int, float]:
@@ -445,7 +505,7 @@ def _timed(round_: Callable[[np.ndarray], Any], actions: np.ndarray, seconds: fl
 
 
 def measure(envs, seconds: float, warmup: float | None = None, seed: int = 0, *,
-            runner: str | Runner = "rock_vec", batch_size: int | None = None) -> float:
+            runner: str | Runner = "rock_vec", batch_size: int | None = None, policy=None) -> float:
     """Env steps per second of ``envs``, built by ``make_envs(runner, ...)``.
 
     Starts the runner's driver (a reset), runs rounds for ``warmup`` seconds
@@ -458,7 +518,7 @@ def measure(envs, seconds: float, warmup: float | None = None, seed: int = 0, *,
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
     if warmup is None:
         warmup = min(0.5, max(0.1, seconds / 4))
-    drive = start(runner, envs, envs.num_envs, batch_size, seed)
+    drive = start(runner, envs, envs.num_envs, batch_size, seed, policy)
     rounds, elapsed = _timed(drive.round, drive.actions, seconds, warmup)
     drive.finish()
     return rounds * drive.rows / elapsed
@@ -488,6 +548,8 @@ class Group:
         layouts: rock_vec layouts for runners that take them (see ``layouts_for``).
         peer: each row's ``vs_peer`` is its steps/s over this runner's.
         targets: {runner: the least ``vs_peer`` it should reach}.
+        policy: a ``rock_vec.policies`` name: each step runs it first (a
+            training loop), the same one for every runner of the group.
     """
 
     workload: str
@@ -497,9 +559,11 @@ class Group:
     layouts: tuple[int | None, ...] = (None,)
     peer: str | None = None
     targets: dict = field(default_factory=dict)
+    policy: str | None = None
 
     def label(self) -> str:
-        return f"{self.workload} x{self.num_envs}" + (f" batch {self.batch_size}" if self.batch_size else "")
+        return (f"{self.workload} x{self.num_envs}" + (f" batch {self.batch_size}" if self.batch_size else "")
+                + (f" +{self.policy} policy" if self.policy else ""))
 
 
 @dataclass(frozen=True)
@@ -522,6 +586,17 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
                      "EnvPool sync (x16) next to rock_vec's step",
           (Group("cartpole", 64, ("rock_vec_async", "envpool_async"), batch_size=16, peer="envpool_async"),
            Group("cartpole", 16, ("rock_vec", "envpool_sync"), peer="envpool_sync"))),
+    Suite("train", "training loops, a policy forward (CPU torch, 1 thread) between steps: CleanRL's PPO MLP on "
+                   "CartPole-v1 x8 (target >= 1.0x SyncVectorEnv, same results); a Nature CNN on (84,84,4) frames "
+                   "x16 whose cost is about the step's, overlapped in halves (target >= 1.4x SyncVectorEnv)",
+          (Group("cartpole", 8, ("rock_vec", "gym_sync", "gym_async"), peer="gym_sync", policy="mlp",
+                 targets={"rock_vec": 1.0}),
+           Group("cnn_step", 16, ("rock_vec_overlap", "rock_vec", "gym_sync"), batch_size=8, peer="gym_sync",
+                 policy="cnn", targets={"rock_vec_overlap": 1.4, "rock_vec": 1.0}))),
+    Suite("atari", "ALE Breakout through AtariPreprocessing and FrameStackObservation(4) x16, random actions: "
+                   "rock_vec's step vs SyncVectorEnv (target >= 1.8x); async batches of 8 for reference",
+          (Group("breakout", 16, ("rock_vec", "rock_vec_async", "gym_sync"), batch_size=8, peer="gym_sync",
+                 targets={"rock_vec": 1.8}),)),
 )}
 
 
@@ -587,6 +662,12 @@ def run_groups(groups: Sequence[Group], repeats: int = 3, seconds: float = 2.0, 
     for group in groups:
         w, n = group.workload, group.num_envs
         entries: list[dict] = []  # one per vectorised envs to measure
+        if group_unavailable(group):
+            if progress:
+                progress(f"skipping {group_unavailable(group)}")
+            total -= repeats * len(_cases(group))
+            continue
+        policy = _group_policy(group)
         try:
             for spec, layout in _cases(group):
                 batch = group.batch_size if spec.batched else None
@@ -603,7 +684,7 @@ def run_groups(groups: Sequence[Group], repeats: int = 3, seconds: float = 2.0, 
                 shift = rep % len(entries)
                 for e in entries[shift:] + entries[:shift]:
                     rate = measure(e["envs"], seconds, warmup, seed=rep, runner=e["spec"],
-                                   batch_size=e["batch_size"])
+                                   batch_size=e["batch_size"], policy=policy)
                     e["samples"].append(rate)
                     done += 1
                     if progress:
@@ -615,6 +696,59 @@ def run_groups(groups: Sequence[Group], repeats: int = 3, seconds: float = 2.0, 
                 e["envs"].close()
         rows.extend(_summarise(group, entries))
     return rows
+
+
+def group_unavailable(group: Group) -> str | None:
+    """Why ``group`` cannot run here (its env's or its policy's module does
+    not import), or None."""
+    needs = list(_workload(group.workload).requires) + (["torch"] if group.policy else [])
+    for module in needs:
+        why = _import_error(module)
+        if why:
+            return f"{group.label()}: {why}"
+    return None
+
+
+def _group_policy(group: Group):
+    """The group's policy, built once for all its runners (None without one)."""
+    if group.policy is None:
+        return None
+    from . import policies
+
+    probe = gym.make(_workload(group.workload).env_id, **_workload(group.workload).kwargs)
+    try:
+        return policies.make(group.policy, probe.observation_space.shape, int(probe.action_space.n))
+    finally:
+        probe.close()
+
+
+def same_results(group: Group, steps: int = 200, seed: int = 0) -> bool:
+    """Whether every vector runner of ``group`` gives the same observations,
+    rewards and flags as the group's peer over ``steps`` steps of its
+    policy loop (each runner with a fresh policy of the same seed)."""
+    from . import policies
+
+    results = {}
+    for name in group.runners:
+        spec = _runner(name)
+        if spec.api != "vector" or unavailable(spec):
+            continue
+        envs = make_envs(spec, group.workload, group.num_envs)
+        try:
+            obs, _ = envs.reset(seed=seed)
+            policy = policies.make(group.policy, envs.single_observation_space.shape,
+                                   int(envs.single_action_space.n), seed=seed)
+            trace = []
+            for _ in range(steps):
+                obs, rew, term, trunc, _ = envs.step(policy(obs))
+                trace.append((obs.copy(), rew.copy(), term.copy(), trunc.copy()))
+            results[name] = trace
+        finally:
+            envs.close()
+    ref = results.get(group.peer)
+    return ref is not None and all(
+        all(all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(x, y)) for x, y in zip(trace, ref))
+        for trace in results.values())
 
 
 def run_suite(workloads: Sequence[str], env_counts: Sequence[int], repeats: int = 3, seconds: float = 2.0,

@@ -323,6 +323,13 @@ def _bench(args) -> int:
                 print(spec.description)
                 print("vs_peer: over " + "; ".join(f"{g.peer} ({g.label()})" for g in spec.groups))
                 table = format_peer_table(rows)
+                for group in spec.groups:
+                    if bench.group_unavailable(group):
+                        table += f"\nnote: skipped {bench.group_unavailable(group)}"
+                    elif group.policy == "mlp":  # a seeded, sampling policy: every vector runner must agree
+                        same = bench.same_results(group)
+                        table += (f"\n{group.label()}: same observations, rewards and flags as {group.peer} over "
+                                  f"200 steps: {'yes' if same else 'NO'}")
             print(table)
             for line in _skip_notes({r: skipped[r] for r in runners_of(suite) if r in skipped}):
                 print(line)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import cloudpickle
 import gymnasium as gym
@@ -330,14 +330,3 @@ def _is_wrapped(env, wrapper_class) -> bool:
             return True
         env = env.env
     return False
-
-
-def call_results(results: list, op: str, name: str) -> bytes:
-    """A call's results as the codec carries them (what every host replies)."""
-    return codec.encode(results, what=f"the results of {op}({name!r}) per env")
-
-
-def plain(value: Any) -> Any:
-    """``value`` as it comes back after the codec: results of envs in the
-    learner's process obey the same rules as a worker's."""
-    return codec.decode(codec.encode(value))

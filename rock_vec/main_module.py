@@ -40,7 +40,7 @@ class UnguardedPool(BaseException):
 def describe() -> dict | None:
     """The learner's main module as ``spawn.prepare`` takes it (by module
     name when run with ``-m``, else by file), with ``sys.argv``; None for an
-    interactive session or ``python -c``."""
+    interactive session, ``python -c`` or a script read from stdin."""
     main = sys.modules.get("__main__")
     name = getattr(getattr(main, "__spec__", None), "name", None)
     if name is not None:
@@ -50,6 +50,8 @@ def describe() -> dict | None:
         return None
     if not os.path.isabs(path):
         path = os.path.join(multiprocessing.process.ORIGINAL_DIR or os.getcwd(), path)
+    if not os.path.isfile(path):  # "<stdin>", a script deleted since: nothing a worker could run
+        return None
     return {"init_main_from_path": os.path.normpath(path), "sys_argv": list(sys.argv)}
 
 

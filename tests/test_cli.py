@@ -160,6 +160,11 @@ def small_suites(monkeypatch):
                  targets={"sb3_rock_vec": 8.0}),
         "envpool": (G("cartpole", 4, ("rock_vec_async", "envpool_async"), batch_size=2, peer="envpool_async"),
                     G("cartpole", 2, ("rock_vec", "envpool_sync"), peer="envpool_sync")),
+        "train": (G("cartpole", 4, ("rock_vec", "gym_sync"), peer="gym_sync", policy="mlp",
+                    targets={"rock_vec": 1.0}),
+                  G("atari_like", 4, ("rock_vec_overlap", "gym_sync"), batch_size=2, peer="gym_sync",
+                    policy="cnn", targets={"rock_vec_overlap": 1.4})),
+        "atari": G("breakout", 2, ("rock_vec", "gym_sync"), peer="gym_sync", targets={"rock_vec": 1.8}),
     }
     for name, groups in small.items():
         groups = groups if isinstance(groups, tuple) else (groups,)
@@ -503,3 +508,44 @@ def test_float_observations_stay_in_bounds():
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         SyntheticEnv(**kwargs)
+
+
+def test_train_suite_runs_policy_loops_and_checks_results_are_the_same(small_suites, capsys):
+    pytest.importorskip("torch")
+    code = cli.main(["bench", "--suite", "train", "--repeats", "1", "--seconds", "0.05"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (rows,) = _peer_tables(captured.out)
+    mlp, cnn = rows[:2], rows[2:]
+    assert [r["runner"] for r in mlp] == ["rock_vec", "gym_sync"] and re.fullmatch(r">=1\.00 (met|missed)",
+                                                                                     mlp[0]["target"])
+    assert [r["runner"] for r in cnn] == ["rock_vec_overlap", "gym_sync"] and cnn[0]["batch"] == "2"
+    assert cnn[0]["envs step in"] == "2 workers"  # the halves keep the learner free for the policy
+    assert "cartpole x4 +mlp policy: same observations, rewards and flags as gym_sync over 200 steps: yes" \
+        in captured.out
+
+
+def test_atari_suite_runs_the_breakout_pipeline_or_says_what_is_missing(small_suites, capsys):
+    code = cli.main(["bench", "--suite", "atari", "--repeats", "1", "--seconds", "0.05"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    if bench.group_unavailable(bench.SUITES["atari"].groups[0]):
+        assert "note: skipped breakout x2" in captured.out
+    else:
+        (rows,) = _peer_tables(captured.out)
+        assert [r["runner"] for r in rows] == ["rock_vec", "gym_sync"] and all(_rate(r["steps/s"]) > 0 for r in rows)
+
+
+def test_policies_act_on_a_batch_and_time_their_forward():
+    pytest.importorskip("torch")
+    from rock_vec import policies
+
+    mlp = policies.make("mlp", (4,), 2, seed=1)
+    actions = mlp(np.zeros((8, 4), np.float32))
+    assert actions.shape == (8,) and actions.dtype == np.int64 and set(actions.tolist()) <= {0, 1}
+    cnn = policies.make("cnn", (84, 84, 4), 6)
+    actions = cnn(np.zeros((3, 84, 84, 4), np.uint8))
+    assert actions.shape == (3,) and 0 <= actions.min() and actions.max() < 6
+    assert cnn.forward_ms > 0 and policies.make("cnn", (4, 84, 84), 4)(np.zeros((2, 4, 84, 84), np.uint8)).shape == (2,)
+    with pytest.raises(ValueError, match="unknown policy 'rnn'"):
+        policies.make("rnn", (4,), 2)

@@ -232,3 +232,41 @@ def test_close_with_envs_still_running_reaps_everything():
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def obs_policy(obs: np.ndarray) -> np.ndarray:
+    """Deterministic given each env's observation alone."""
+    return (np.abs(obs.reshape(len(obs), -1)).sum(axis=1) * 1000).astype(np.int64) % 3
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_the_overlapped_loop_gives_every_env_the_plain_loops_trajectory(mode):
+    """README's loop that never waits: halves of the pool alternate through
+    step_envs; with a policy that depends only on each env's observation,
+    each env goes through exactly the states of the plain step loop."""
+    num_envs, steps = 6, 15
+    fn = lambda: SpaceEnv(max_len=5)  # noqa: E731
+    ref = SyncVectorEnv([fn] * num_envs, autoreset_mode=mode)
+    obs, _ = ref.reset(seed=3)
+    want = {i: [obs[i]] for i in range(num_envs)}
+    for _ in range(steps):
+        obs, rew, term, trunc, _ = ref.step(obs_policy(obs))
+        for i in range(num_envs):
+            want[i].append(obs[i])
+    ref.close()
+    envs = rock_vec.AsyncVectorEnv([fn] * num_envs, autoreset_mode=mode, batch_size=num_envs // 2)
+    try:
+        assert envs.split.learner_envs == 0  # halves smaller than the pool keep the learner free
+        envs.async_reset(seed=3)
+        got = {i: [] for i in range(num_envs)}
+        obs, rew, term, trunc, info = envs.recv(timeout=10)
+        while min(len(g) for g in got.values()) <= steps:
+            ids = info["env_id"]
+            for k, i in enumerate(ids.tolist()):
+                got[i].append(obs[k])
+            obs, rew, term, trunc, info = envs.step_envs(obs_policy(obs), ids, timeout=10)
+        for i in range(num_envs):
+            for t in range(steps + 1):
+                np.testing.assert_array_equal(got[i][t], want[i][t], err_msg=f"env {i} step {t}")
+    finally:
+        envs.close()
