@@ -24,8 +24,10 @@ def batch_infos(add_info, info: np.ndarray, lengths: np.ndarray, rows: slice, fi
     its reset info."""
     infos: dict = {}
     lens = lengths[rows]
-    if done is None and not lens.any():
-        return infos  # the common case (CartPole): no env had an info
+    if done is None:
+        raw = lens.tobytes()
+        if raw == bytes(len(raw)):  # a memcmp with zeros: a third of a ufunc reduce's cost here
+            return infos  # the common case (CartPole): no env had an info
     visit = lens != 0 if done is None else (lens != 0) | done[rows]
     for k in np.flatnonzero(visit).tolist():
         row, n = rows.start + k, int(lens[k])

@@ -41,9 +41,8 @@ SYNTHETIC_MAKE_ID = f"{__name__}:{SYNTHETIC_ID}"
 OBS_DTYPES = ("uint8", "float32")
 
 
-def _busy_wait_ns(ns: int) -> None:
-    """Burns CPU (no sleep) for ``ns`` nanoseconds."""
-    end = time.perf_counter_ns() + ns
+def _busy_wait_until_ns(end: int) -> None:
+    """Burns CPU (no sleep) until ``time.perf_counter_ns()`` reaches ``end``."""
     while time.perf_counter_ns() < end:
         pass
 
@@ -54,7 +53,8 @@ class SyntheticEnv(gym.Env):
     Args:
         obs_shape: shape of the observation (a tuple or list of ints).
         obs_dtype: ``"uint8"`` (Box 0..255) or ``"float32"`` (Box 0..1).
-        step_us: microseconds of busy CPU per step (0: no cost).
+        step_us: microseconds a step takes, its own work included, the rest
+            busy CPU (0: no added cost).
         jitter_us: the step time is drawn uniformly from
             ``[step_us - jitter_us, step_us + jitter_us]`` (clipped at 0) with
             the env's own seeded RNG, so a seeded env repeats its timings.
@@ -123,13 +123,15 @@ class SyntheticEnv(gym.Env):
         return self._stamp(), {}
 
     def step(self, action):
+        start = time.perf_counter_ns()
         ns = self._step_ns()
-        if ns:
-            _busy_wait_ns(ns)
-        self.last_step_ns = ns
         reward = 1.0 if int(action) == self.t % 4 else 0.0
         self.t += 1
-        return self._stamp(), reward, False, self.t >= self.episode_len, {}
+        obs = self._stamp()
+        if ns:  # the step's own work counts: the whole step takes step_us
+            _busy_wait_until_ns(start + ns)
+        self.last_step_ns = ns
+        return obs, reward, False, self.t >= self.episode_len, {}
 
 
 def register_envs() -> None:
