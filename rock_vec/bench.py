@@ -94,6 +94,10 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
 )}
 
 
+#: The gym suite's workloads by default (the others belong to the train and atari suites).
+GYM_WORKLOADS = ("cartpole", "atari_like", "image_f32", "busy100", "jitter")
+
+
 # ---------------------------------------------------------------- runners
 
 

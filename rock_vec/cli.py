@@ -57,7 +57,7 @@ def _positive(kind: Callable[[str], object]):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .bench import RUNNER_SPECS, RUNNERS, SUITES, WORKLOADS
+    from .bench import GYM_WORKLOADS, RUNNER_SPECS, RUNNERS, SUITES, WORKLOADS
 
     parser = argparse.ArgumentParser(prog="rock-vec", description="rock_vec tools: throughput benchmark, cleanup.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="gym suite: cartpole and atari_like at 16 envs; any suite: 1 s per measurement, "
                             "3 repeats (options given explicitly still apply)")
     bench.add_argument("--workloads", type=_csv(str, list(WORKLOADS)), metavar="LIST",
-                       help=f"gym suite: comma-separated, from {','.join(WORKLOADS)} (default: all)")
+                       help=f"gym suite: comma-separated, from {','.join(WORKLOADS)} "
+                            f"(default: {','.join(GYM_WORKLOADS)})")
     bench.add_argument("--envs", type=_csv(int), metavar="LIST", help="gym suite: numbers of envs (default: 4,16,64)")
     bench.add_argument("--runners", type=_csv(str, list(RUNNER_SPECS)), metavar="LIST",
                        help=f"gym suite: comma-separated, from {','.join(RUNNER_SPECS)} "
@@ -269,7 +270,7 @@ def _bench_usage_error(args) -> str | None:
 def _settings(args, bench) -> dict:
     quick = bench.quick_settings() if args.quick else {}
     return {
-        "workloads": args.workloads or quick.get("workloads") or list(bench.WORKLOADS),
+        "workloads": args.workloads or quick.get("workloads") or list(bench.GYM_WORKLOADS),
         "env_counts": args.envs or quick.get("env_counts") or [4, 16, 64],
         "runners": args.runners or list(bench.RUNNERS),
         "repeats": args.repeats or quick.get("repeats") or 3,
