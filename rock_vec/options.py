@@ -11,6 +11,7 @@ from typing import Any
 WAIT_POLICIES = ("auto", "spin", "block")
 FAILURE_POLICIES = ("raise", "restart")
 CONTEXTS = (None, "fork", "forkserver", "spawn")
+BACKENDS = ("forkserver", "spawn")
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1, optional: bool = True) -> None:
@@ -39,6 +40,8 @@ class PoolOptions:
         context: gymnasium's start-method argument: 'spawn' starts workers
             as fresh interpreters; None, 'fork', 'forkserver' fork them from
             rock_vec's fork server.
+        backend: where workers run (``rock_vec.backends``): 'forkserver'
+            or 'spawn'; None: what ``context`` says.
 
     Raises:
         ValueError: naming the option and what it takes.
@@ -54,6 +57,7 @@ class PoolOptions:
     start_timeout: float = 120.0
     batch_size: int | None = None
     context: str | None = None
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         _positive_int("envs_per_worker", self.envs_per_worker)
@@ -71,6 +75,18 @@ class PoolOptions:
         _positive_int("batch_size", self.batch_size)
         if self.context not in CONTEXTS:
             raise ValueError(f"cannot find context for {self.context!r}")  # multiprocessing's words
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend is not None and self.context is not None and self.backend != self.backend_name:
+            raise ValueError(f"context={self.context!r} asks for the {self.backend_name!r} backend, "
+                             f"not backend={self.backend!r}: give one of them")
+
+    @property
+    def backend_name(self) -> str:
+        """The backend that runs the workers."""
+        if self.backend is not None and self.context is None:
+            return self.backend
+        return "spawn" if self.context == "spawn" else "forkserver"
 
     @classmethod
     def take(cls, kwargs: dict, where: str) -> tuple["PoolOptions", dict]:

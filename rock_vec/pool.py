@@ -29,14 +29,14 @@ from ._core import ffi, lib
 from .actions import action_leaves, plan_action_arrays
 from .batches import AsyncBatches, ring_capacity, ring_geometry
 from .hosting import EnvHost, EnvSource, make_source
-from .launchers import launcher_for
+from .backends import backend_for
 from .layout import Arena, leaves_of, plan_arrays, plan_async_arrays
 from .options import PoolOptions
 from .segment import Segment
 from .split import Split
 from .split import ranges as split_ranges
 
-WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks its launcher (a dead fork server)
+WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks its backend (a dead fork server)
 HEARTBEAT_NS = 100_000_000
 LEARNER_SPIN_NS = 50_000  # a spin pays only if the answer comes within a few steps' time
 WORKER_SPIN_NS = 200_000  # workers adapt: they spin only while the learner comes back sooner
@@ -64,9 +64,9 @@ def spin_budgets(policy: str, num_workers: int) -> tuple[int, int]:
     return (LEARNER_SPIN_NS if num_workers + 1 <= cpus else 0), (WORKER_SPIN_NS if num_workers <= cpus else 0)
 
 
-def _shutdown(seg: Segment, heartbeat, launcher, grace: float, num_workers: int, local: EnvHost | None) -> None:
+def _shutdown(seg: Segment, heartbeat, backend, grace: float, num_workers: int, local: EnvHost | None) -> None:
     """Asks every worker to close its envs and exit, closes the learner's
-    own envs meanwhile, lets the launcher reap the workers (SIGKILL after
+    own envs meanwhile, lets the backend reap the workers (SIGKILL after
     ``grace`` seconds), then unmaps. Safe to call from a finalizer: it needs
     nothing but the pool's parts (the worker count is the learner's own, never
     read back from the segment)."""
@@ -79,7 +79,7 @@ def _shutdown(seg: Segment, heartbeat, launcher, grace: float, num_workers: int,
                 local.close()
             except Exception:
                 pass  # as for the workers' envs: closing goes on
-        launcher.release(grace)
+        backend.release(grace)
     except Exception:
         pass
     finally:
@@ -100,7 +100,7 @@ class Pool:
         split: which envs the learner steps and how many workers step the
             rest (``rock_vec.split``).
         autoreset_mode: a gymnasium ``AutoresetMode`` value string.
-        options: ``PoolOptions`` (wait policy, failures, sizes, launcher).
+        options: ``PoolOptions`` (wait policy, failures, sizes, backend).
         codec_bytes: bytes per env for each observation leaf with no fixed layout.
         mailbox_bytes: bytes per worker for control requests and replies.
 
@@ -169,13 +169,13 @@ class Pool:
         self.arrays["spec"][: len(blob)] = np.frombuffer(blob, np.uint8)
         AsyncBatches.init_rings(self.arrays, capacity)
         self._heartbeat = lib.rv_heartbeat_start(self.seg.header, HEARTBEAT_NS)
-        self.launcher = launcher_for(options.context, self.id)
+        self.backend = backend_for(options.backend_name, self.id)
         self.local = None
         if split.learner_envs:
             source = (make_source(spec, num_envs) if spec["kind"] == "make" else
                       EnvSource(env_fns, obs_space if exact_obs_space else None, act_space))
             self.local = EnvHost(self.seg, 0, split.learner_envs, source, f"the learner's process, pid {os.getpid()}")
-        self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.launcher, 2.0,
+        self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.backend, 2.0,
                                            num_workers, self.local)
 
         self._target = 0  # completions awaited so far (mod 2^32)
@@ -191,8 +191,8 @@ class Pool:
         self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
         self.batches = AsyncBatches(self, self.batch_size)
         try:
-            self.pids = self.launcher.spawn(self.seg, list(range(num_workers)), start_timeout)
-            if self.launcher.unlink_after_spawn:
+            self.pids = self.backend.spawn(self.seg, list(range(num_workers)), start_timeout)
+            if self.backend.unlink_after_spawn:
                 self.seg.unlink()  # the fork server and its workers hold it by descriptor now
             self._target = num_workers
             self._pending = list(self._all)
@@ -302,7 +302,7 @@ class Pool:
             if rc == lib.RV_FAULT:
                 self.faults_seen = self.seg.header.fault_count
                 restarted += self._on_fault(what, on_death)
-            elif (lost := self.launcher.lost()) is not None:
+            elif (lost := self.backend.lost()) is not None:
                 self.broken = errors.WorkerDiedError(lost, worker=-1, pid=-1, env_ids=list(range(self.num_envs)),
                                                      exit_code=None, signal=None)
                 raise self.broken
@@ -419,7 +419,7 @@ class Pool:
             slot.done_seq = slot.cmd_seq
             if w not in self._pending:
                 self._pending.append(w)
-            self.launcher.spawn(self.seg, [w], timeout=30)
+            self.backend.spawn(self.seg, [w], timeout=30)
         return dead
 
     # ---- end of life ----
@@ -430,7 +430,7 @@ class Pool:
         if not self._finalizer.alive:
             return
         self._finalizer.detach()
-        _shutdown(self.seg, self._heartbeat, self.launcher, grace, self.num_workers, self.local)
+        _shutdown(self.seg, self._heartbeat, self.backend, grace, self.num_workers, self.local)
 
     @property
     def closed(self) -> bool:

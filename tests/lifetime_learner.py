@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 import rock_vec
-from rock_vec.forkserver import ForkServer
+from rock_vec.backends.forkserver import ForkServer
 
 if __name__ == "__main__":  # workers run this module's top level too (as __mp_main__)
     mode = sys.argv[1]

@@ -1,4 +1,4 @@
-"""The local backend's fork server: starts, reaps and outlives nothing.
+"""The fork server backend (default): starts, reaps and outlives nothing.
 
 The learner never forks itself (it may hold threads: torch, JAX, our own
 heartbeat). Instead it starts this small program once, with
@@ -38,8 +38,9 @@ import threading
 import time
 import traceback
 
-from . import main_module
-from ._core import lib
+from .. import main_module
+from .._core import lib
+from .base import child_environment, python_running, record_exit
 
 
 # ---------------------------------------------------------------- server side
@@ -47,8 +48,8 @@ from ._core import lib
 
 class _Pool:
     def __init__(self, path: str):
-        from .segment import Segment
-        from .hosting import load_env_source
+        from ..hosting import load_env_source
+        from ..segment import Segment
 
         self.path = path
         self.seg = Segment.attach(path)
@@ -142,7 +143,7 @@ class Server:
                 os._exit(1)
             for fd in [self.sock.fileno(), self.learner_fd, *self.children]:
                 os.close(fd)
-            from .worker import run
+            from ..worker import run
 
             code = run(f"/dev/fd/{pool.fd}", index, pool.source)
         except BaseException:
@@ -153,8 +154,6 @@ class Server:
             os._exit(code)
 
     def reap(self, pidfd: int) -> None:
-        from .launchers import record_exit
-
         pool_id, index, pid = self.children.pop(pidfd)
         self.poller.unregister(pidfd)
         os.close(pidfd)
@@ -205,14 +204,14 @@ def _kill(pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rock_vec.forkserver")
+    parser = argparse.ArgumentParser(prog="python -m rock_vec.backends.forkserver")
     parser.add_argument("--fd", type=int, required=True, help="control socket inherited from the learner")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
     import gymnasium  # noqa: F401  - preloaded: every worker inherits it
     import numpy  # noqa: F401
 
-    from . import worker  # noqa: F401
+    from .. import worker  # noqa: F401
 
     with socket.socket(fileno=args.fd) as sock:
         Server(sock).run()
@@ -220,19 +219,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------- learner side
-
-
-def python_running(module: str) -> list[str]:
-    """The command that runs ``module.main()`` in a fresh interpreter like the
-    learner's. ``-c`` puts the cwd first on sys.path: it is dropped, so rock_vec
-    and the envs' modules come from where the learner found them."""
-    return [sys.executable, "-c", f"import sys; sys.path.pop(0); from {module} import main; sys.exit(main())"]
-
-
-def child_environment() -> dict:
-    """The learner's environment, with its sys.path as PYTHONPATH: a child
-    imports what the learner can."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
 
 
 class ForkServerError(RuntimeError):
@@ -256,7 +242,7 @@ class ForkServer:
         self.owner = os.getpid()
         ours, theirs = socket.socketpair()
         self.proc = subprocess.Popen(
-            [*python_running("rock_vec.forkserver"), "--fd", str(theirs.fileno())],
+            [*python_running("rock_vec.backends.forkserver"), "--fd", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], env=child_environment(), stdin=subprocess.DEVNULL,
         )
         theirs.close()
@@ -271,7 +257,7 @@ class ForkServer:
         return self.proc.poll() is None
 
     def describe_death(self) -> str:
-        from .errors import how_it_ended
+        from ..errors import how_it_ended
 
         code = self.proc.poll()
         if code is None:
@@ -316,6 +302,32 @@ class ForkServer:
             self.proc.wait(timeout=5)
         except Exception:
             self.proc.kill()
+
+
+class ForkServerBackend:
+    """Workers forked from this process's fork server; it reaps and reports."""
+
+    name = "forkserver"
+    unlink_after_spawn = True  # the server holds the segment by descriptor
+
+    def __init__(self, pool_id: str):
+        self.pool_id = pool_id
+        self.server = ForkServer.get()
+
+    def spawn(self, seg, workers: list[int], timeout: float) -> list[int]:
+        msg = {"op": "spawn", "pool": self.pool_id, "path": seg.path, "workers": workers}
+        return self.server.request(msg, "pids", timeout=timeout)["pids"]
+
+    def release(self, grace: float) -> None:
+        if self.server.alive():
+            self.server.request({"op": "release", "pool": self.pool_id, "grace": grace}, "released", grace + 5)
+
+    def lost(self) -> str | None:
+        """Why every worker is gone (the fork server died), or None."""
+        if self.server.alive():
+            return None
+        return (f"the rock_vec fork server (pid {self.server.proc.pid}) {self.server.describe_death()}; "
+                "every worker of the pool went with it")
 
 
 if __name__ == "__main__":
