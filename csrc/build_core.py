@@ -34,7 +34,7 @@ enum rv_status { RV_STATUS_OK, RV_STATUS_ERROR };
 enum rv_result { RV_OK, RV_TIMEOUT, RV_FAULT, RV_FULL, RV_EMPTY, RV_ERR };
 
 uint64_t rv_now_ns(void);
-void rv_dispatch(rv_header_t *h, const uint32_t *workers, uint32_t n,
+void rv_dispatch(rv_worker_slot_t *slots, const uint32_t *workers, uint32_t n,
                  uint32_t cmd, uint64_t cmd_len);
 int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
                  int64_t spin_ns, int64_t timeout_ns);
@@ -47,8 +47,8 @@ void rv_row_done(rv_header_t *h, uint32_t *fills, uint32_t row, uint32_t batch);
 int rv_wait_block(rv_header_t *h, uint32_t *fills, uint32_t block, uint32_t batch,
                   uint32_t faults_seen, int64_t spin_ns, int64_t timeout_ns);
 void rv_release_block(uint32_t *fills, uint32_t block);
-int rv_send(rv_header_t *h, void **rings, const uint32_t *workers, const uint32_t *counts,
-            uint32_t n_workers, const uint64_t *ids);
+int rv_send(rv_worker_slot_t *slots, void **rings, uint64_t capacity, const uint32_t *workers,
+            const uint32_t *counts, uint32_t n_workers, const uint64_t *ids);
 void rv_report_fault(rv_header_t *h);
 void *rv_heartbeat_start(rv_header_t *h, int64_t period_ns);
 void rv_heartbeat_stop(void *heartbeat);
@@ -56,6 +56,7 @@ void rv_heartbeat_stop(void *heartbeat);
 size_t rv_spsc_ring_bytes(uint64_t capacity);
 int rv_spsc_ring_init(rv_spsc_ring_t *r, uint64_t capacity);
 uint32_t rv_spsc_ring_push(rv_spsc_ring_t *r, const uint64_t *msgs, uint32_t n);
+uint32_t rv_spsc_ring_push_guarded(rv_spsc_ring_t *r, uint64_t capacity, const uint64_t *msgs, uint32_t n);
 uint32_t rv_spsc_ring_pop(rv_spsc_ring_t *r, uint64_t *out, uint32_t max);
 uint64_t rv_spsc_ring_size(const rv_spsc_ring_t *r);
 

@@ -21,9 +21,8 @@ static inline int64_t rv_remaining(uint64_t deadline) {
   return now >= deadline ? 0 : (int64_t)(deadline - now);
 }
 
-void rv_dispatch(rv_header_t *h, const uint32_t *workers, uint32_t n,
+void rv_dispatch(rv_worker_slot_t *slots, const uint32_t *workers, uint32_t n,
                  uint32_t cmd, uint64_t cmd_len) {
-  rv_worker_slot_t *slots = (rv_worker_slot_t *)((char *)h + h->workers_off);
   for (uint32_t i = 0; i < n; i++) {
     rv_worker_slot_t *s = &slots[workers[i]];
     rv_store_relaxed(&s->cmd, cmd);
@@ -131,12 +130,13 @@ uint32_t rv_claim_row(rv_header_t *h, uint32_t rows) {
    * wraps, since `rows` need not divide 2^32). Acquire: orders our writes to
    * the row after the learner's release of its block and after the previous
    * claimer's writes; release: passes our claim on to the next claimer. */
-  uint32_t cur = rv_load_relaxed(&h->rows_claimed), next;
+  uint32_t cur = rv_load_relaxed(&h->rows_claimed), row, next;
   do {
-    next = cur + 1 >= rows ? 0 : cur + 1;
+    row = cur < rows ? cur : cur % rows; /* a counter written over by a worker still names a row */
+    next = row + 1 >= rows ? 0 : row + 1;
   } while (!__atomic_compare_exchange_n(&h->rows_claimed, &cur, next, 1, __ATOMIC_ACQ_REL,
                                         __ATOMIC_RELAXED));
-  return cur;
+  return row;
 }
 
 void rv_row_done(rv_header_t *h, uint32_t *fills, uint32_t row, uint32_t batch) {
@@ -173,13 +173,12 @@ void rv_release_block(uint32_t *fills, uint32_t block) {
   rv_store_release(&fills[block * RV_FILL_STRIDE], 0);
 }
 
-int rv_send(rv_header_t *h, void **rings, const uint32_t *workers, const uint32_t *counts,
-            uint32_t n_workers, const uint64_t *ids) {
+int rv_send(rv_worker_slot_t *slots, void **rings, uint64_t capacity, const uint32_t *workers,
+            const uint32_t *counts, uint32_t n_workers, const uint64_t *ids) {
   int rc = RV_OK;
-  rv_worker_slot_t *slots = (rv_worker_slot_t *)((char *)h + h->workers_off);
   for (uint32_t k = 0; k < n_workers; k++) {
     uint32_t w = workers[k];
-    if (rv_spsc_ring_push((rv_spsc_ring_t *)rings[w], ids, counts[k]) != counts[k]) rc = RV_FULL;
+    if (rv_spsc_ring_push_guarded((rv_spsc_ring_t *)rings[w], capacity, ids, counts[k]) != counts[k]) rc = RV_FULL;
     ids += counts[k];
     rv_worker_slot_t *s = &slots[w];
     rv_store_relaxed(&s->cmd, RV_CMD_DRAIN);

@@ -23,8 +23,10 @@
 
 /* Learner only, one thread. Gives command `cmd` with request length
  * `cmd_len` to each of the n workers listed; everything written to the
- * segment before the call is visible to them. Never blocks. */
-void rv_dispatch(rv_header_t *h, const uint32_t *workers, uint32_t n,
+ * segment before the call is visible to them. `slots` is the learner's own
+ * pointer to the slot array (never recomputed from the header, which any
+ * worker can write). Never blocks. */
+void rv_dispatch(rv_worker_slot_t *slots, const uint32_t *workers, uint32_t n,
                  uint32_t cmd, uint64_t cmd_len);
 
 /* Learner only, one thread. Waits until done_count reaches `target`
@@ -57,8 +59,10 @@ void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
  * num_envs + batch rows at least, so a claimed row never lands in a block
  * the learner has not released (an env has at most one step in flight). */
 
-/* Worker only. Claims the next output row; returns its index in the ring
- * of `rows` rows. Any number of workers at once. Never blocks. */
+/* Any host of envs (workers, the learner's own share). Claims the next
+ * output row; returns its index in the ring of `rows` rows, always below
+ * `rows` even if a worker wrote over the counter. Any number of callers at
+ * once. Never blocks. */
 uint32_t rv_claim_row(rv_header_t *h, uint32_t rows);
 
 /* Worker only, after writing row `row`: publishes it and counts it into its
@@ -79,12 +83,14 @@ void rv_release_block(uint32_t *fills, uint32_t block);
 #define RV_FILL_STRIDE (RV_CACHE_LINE / sizeof(uint32_t))
 
 /* Learner only. Appends env ids to each listed worker's SPSC ring and rings
- * its doorbell (RV_CMD_DRAIN). rings[w] points at worker w's ring; ids are
- * grouped per worker: counts[k] ids for workers[k], in order. Returns RV_OK,
- * or RV_FULL if a ring could not take them (a bug: rings hold a worker's
- * every env). Never blocks. */
-int rv_send(rv_header_t *h, void **rings, const uint32_t *workers, const uint32_t *counts,
-            uint32_t n_workers, const uint64_t *ids);
+ * its doorbell (RV_CMD_DRAIN). rings[w] points at worker w's ring, of
+ * `capacity` slots (the learner's own number: see
+ * rv_spsc_ring_push_guarded); ids are grouped per worker: counts[k] ids for
+ * workers[k], in order. Returns RV_OK, or RV_FULL if a ring could not take
+ * them (rings hold a worker's every env: a worker wrote over its ring).
+ * Never blocks. */
+int rv_send(rv_worker_slot_t *slots, void **rings, uint64_t capacity, const uint32_t *workers,
+            const uint32_t *counts, uint32_t n_workers, const uint64_t *ids);
 
 /* Any process (the reaper of a dead worker). Records that a fault happened
  * and wakes the learner. Never blocks. */

@@ -18,15 +18,20 @@ int rv_spsc_ring_init(rv_spsc_ring_t *r, uint64_t capacity) {
 }
 
 uint32_t rv_spsc_ring_push(rv_spsc_ring_t *r, const uint64_t *msgs, uint32_t n) {
+  return rv_spsc_ring_push_guarded(r, r->capacity, msgs, n);
+}
+
+uint32_t rv_spsc_ring_push_guarded(rv_spsc_ring_t *r, uint64_t capacity, const uint64_t *msgs, uint32_t n) {
+  uint64_t mask = capacity - 1;
   uint64_t head = rv_load_relaxed(&r->head); /* our own index */
-  uint64_t free_slots = r->capacity - (head - r->tail_cache);
+  uint64_t free_slots = capacity - (head - r->tail_cache);
   if (free_slots < n) {
     /* Acquire: the consumer is done reading the slots it released. */
     r->tail_cache = rv_load_acquire(&r->tail);
-    free_slots = r->capacity - (head - r->tail_cache);
+    free_slots = capacity - (head - r->tail_cache);
   }
   uint32_t count = free_slots < n ? (uint32_t)free_slots : n;
-  for (uint32_t i = 0; i < count; i++) r->slots[(head + i) & r->mask] = msgs[i];
+  for (uint32_t i = 0; i < count; i++) r->slots[(head + i) & mask] = msgs[i];
   /* Release: publishes the slots just written; pairs with the consumer's
    * acquire load of head in rv_spsc_ring_pop. */
   if (count) rv_store_release(&r->head, head + count);

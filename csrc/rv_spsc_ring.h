@@ -51,6 +51,13 @@ int rv_spsc_ring_init(rv_spsc_ring_t *r, uint64_t capacity);
  * (0 when full). Never blocks. */
 uint32_t rv_spsc_ring_push(rv_spsc_ring_t *r, const uint64_t *msgs, uint32_t n);
 
+/* Producer only, when the consumer is not trusted. As rv_spsc_ring_push, but
+ * with the capacity the producer gave rv_spsc_ring_init, never the one in
+ * shared memory (the consumer can write there): every write stays inside
+ * the ring's slots whatever the consumer wrote over its indices; a garbage
+ * tail can only cost messages, never memory. Never blocks. */
+uint32_t rv_spsc_ring_push_guarded(rv_spsc_ring_t *r, uint64_t capacity, const uint64_t *msgs, uint32_t n);
+
 /* Consumer only. Removes up to max messages in order into out; returns how
  * many (0 when empty). Never blocks. */
 uint32_t rv_spsc_ring_pop(rv_spsc_ring_t *r, uint64_t *out, uint32_t max);

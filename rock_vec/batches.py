@@ -35,8 +35,8 @@ def ring_capacity(max_envs_per_worker: int) -> int:
 class AsyncBatches:
     """The learner's side of send/recv for one pool."""
 
-    def __init__(self, pool, batch_size: int):
-        self.pool, self.batch = pool, batch_size
+    def __init__(self, pool, batch_size: int, capacity: int):
+        self.pool, self.batch, self.capacity = pool, batch_size, capacity  # the learner's own ring capacity
         arrays = pool.arrays
         self.blocks, self.rows = ring_geometry(pool.num_envs, batch_size)
         self.env_id, self.err = arrays["a.env_id"], arrays["a.err"]
@@ -74,10 +74,10 @@ class AsyncBatches:
         counts = np.bincount(workers, minlength=self.pool.num_workers).astype(np.uint32)
         used = np.flatnonzero(counts).astype(np.uint32)
         self.pool.count_commands(len(used))
-        rc = lib.rv_send(self.pool.seg.header, self.rings, ffi.from_buffer("uint32_t[]", used),
+        rc = lib.rv_send(self.pool.seg.slots, self.rings, self.capacity, ffi.from_buffer("uint32_t[]", used),
                          ffi.from_buffer("uint32_t[]", counts[used]), len(used), ffi.from_buffer("uint64_t[]", ids))
-        if rc != lib.RV_OK:
-            raise RuntimeError("an env-id ring overflowed: rock_vec bug, please report")
+        if rc != lib.RV_OK:  # a ring holds all its worker's envs: only a worker writing over it fills it
+            raise self.pool.corrupted("a worker's ring of env ids is full: a worker wrote over it")
 
     def restart(self) -> None:
         """Forgets every row: call only when no worker is touching the ring
@@ -95,9 +95,10 @@ class AsyncBatches:
         self.running[:] = True
         self.in_flight = self.pool.num_envs
 
-    def wait_block(self, timeout: float | None) -> slice:
-        """Waits for the next full block; returns its rows. The block must be
-        given back with ``release`` once read.
+    def wait_block(self, timeout: float | None) -> tuple[slice, np.ndarray]:
+        """Waits for the next full block; returns its rows and the env ids
+        they hold (read once and checked: the learner's own copy). The block
+        must be given back with ``release`` once read.
 
         Raises:
             the first env exception among the block's rows (after releasing it);
@@ -118,16 +119,20 @@ class AsyncBatches:
             pool.seg.header, self.fills, b, self.batch, pool.faults_seen, pool.spin_ns, slice_ns),
             timeout, "recv", self._died)
         rows = slice(b * self.batch, (b + 1) * self.batch)
+        ids = self.env_id[rows].copy()
+        if (ids.min() < 0 or ids.max() >= pool.num_envs or not self.running[ids].all()
+                or len(np.unique(ids)) < len(ids)):
+            raise pool.corrupted(f"output block {b} names env ids {ids.tolist()}, not envs that were running")
         if self.err[rows].any():
             k = int(np.flatnonzero(self.err[rows])[0])
             row = rows.start + k
             report = codec.decode(self.info[row, : self.info_len[row]])
-            self.release(rows)
+            self.release(rows, ids)
             raise errors.restore_exception(report)
-        return rows
+        return rows, ids
 
-    def release(self, rows: slice) -> None:
-        ids = self.env_id[rows]
+    def release(self, rows: slice, ids: np.ndarray) -> None:
+        """Gives block ``rows`` back; ``ids`` are its env ids as ``wait_block`` returned them."""
         self.running[ids] = False
         self.in_flight -= len(ids)
         lib.rv_release_block(self.fills, rows.start // self.batch)

@@ -101,9 +101,8 @@ class EnvPoolAPI:
             raise errors.RockVecError(
                 f"only {in_flight} envs are running, fewer than batch_size={self.batch_size}: recv would wait "
                 "forever; send more envs first")
-        rows = self._batches.wait_block(timeout)
+        rows, env_ids = self._batches.wait_block(timeout)
         try:
-            env_ids = self._batches.env_id[rows].copy()
             a = self._pool.arrays
             copy = self.copy
             obs = self._async_obs_io.read_batch(copy, rows)
@@ -115,7 +114,7 @@ class EnvPoolAPI:
                                 self._async_final_obs_io, done)
             infos["env_id"] = env_ids
         finally:
-            self._batches.release(rows)
+            self._batches.release(rows, env_ids)
         return obs, rew, term, trunc, infos
 
     def step_envs(self, actions, env_id=None, timeout: float | None = None):

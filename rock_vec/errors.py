@@ -50,6 +50,12 @@ class WorkerDiedError(RockVecError):
         self.exit_code, self.signal, self.out_of_memory = exit_code, signal, out_of_memory
 
 
+class SegmentCorruptedError(RockVecError):
+    """The shared segment holds what no worker following the protocol could
+    have written: a worker (or an env in it) wrote over memory it must not
+    touch. The pool is unusable; ``close()`` still ends everything."""
+
+
 class RemoteTraceback(Exception):
     """Carries a worker's traceback text; chained as ``__cause__``."""
 

@@ -72,7 +72,7 @@ def _shutdown(seg: Segment, heartbeat, backend, grace: float, num_workers: int, 
     read back from the segment)."""
     try:
         seg.header.closing = 1
-        lib.rv_dispatch(seg.header, ffi.new("uint32_t[]", list(range(num_workers))), num_workers,
+        lib.rv_dispatch(seg.slots, ffi.new("uint32_t[]", list(range(num_workers))), num_workers,
                         lib.RV_CMD_CLOSE, 0)
         if local is not None:
             try:
@@ -189,7 +189,7 @@ class Pool:
         self._oom_kills = errors.oom_kills()
         self.broken: BaseException | None = None
         self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
-        self.batches = AsyncBatches(self, self.batch_size)
+        self.batches = AsyncBatches(self, self.batch_size, capacity)
         try:
             self.pids = self.backend.spawn(self.seg, list(range(num_workers)), start_timeout)
             if self.backend.unlink_after_spawn:
@@ -236,7 +236,7 @@ class Pool:
                 raise TypeError(f"{what} cannot be sent to the workers: {exc}") from exc
         if hosts is None and not blobs:
             self._target = (self._target + self.num_workers) & 0xFFFFFFFF
-            lib.rv_dispatch(self.seg.header, self._workers_all, self.num_workers, cmd, 0)
+            lib.rv_dispatch(self.seg.slots, self._workers_all, self.num_workers, cmd, 0)
         else:
             mailbox = self.arrays["mailbox"]
             for w, data in blobs.items():
@@ -247,7 +247,7 @@ class Pool:
                 mailbox[w, : len(data)] = np.frombuffer(data, np.uint8)
             for w in remote:
                 self._target = (self._target + 1) & 0xFFFFFFFF
-                lib.rv_dispatch(self.seg.header, ffi.new("uint32_t[]", [w]), 1, cmd, len(blobs.get(w, b"")))
+                lib.rv_dispatch(self.seg.slots, ffi.new("uint32_t[]", [w]), 1, cmd, len(blobs.get(w, b"")))
         self._local_op = (cmd, requests.get(LOCAL) if requests else None) if local else None
         if not collect:
             if self._local_op is not None:
@@ -294,11 +294,17 @@ class Pool:
             return []  # the common case, without the slicing loop
         deadline = None if timeout is None else lib.rv_now_ns() + int(timeout * 1e9)
         restarted: list[int] = []
+        stuck = 0  # slices in a row in which every worker said it was done, yet the wait went on
         while True:
             remaining = WAIT_SLICE_NS if deadline is None else min(WAIT_SLICE_NS, deadline - lib.rv_now_ns())
             rc = wait_once(max(remaining, 0))
             if rc == lib.RV_OK:
                 return restarted
+            if rc == lib.RV_TIMEOUT:
+                stuck = stuck + 1 if self._all_idle() else 0
+                if stuck >= 2:
+                    raise self.corrupted(f"every worker reports its commands done, but `{what}` still waits: "
+                                         "the segment's counters were written over")
             if rc == lib.RV_FAULT:
                 self.faults_seen = self.seg.header.fault_count
                 restarted += self._on_fault(what, on_death)
@@ -323,6 +329,9 @@ class Pool:
                     raise errors.TimeoutError(f"the call to `{what}` has timed out after {limit} second(s).")
         restarted = self.wait(lambda slice_ns: lib.rv_wait_done(
             header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, what)
+        ahead = (header.done_count - self._target) & 0xFFFFFFFF
+        if 0 < ahead < 1 << 31:  # more completions than commands given: the counter was written over
+            raise self.corrupted(f"the completion counter is {ahead} ahead of the commands given")
         self._collected, self._pending = self._pending, []
         local_error, self._local_error = self._local_error, None
         if local_error is not None:  # the lowest env ids: raised first, as SyncVectorEnv would
@@ -334,6 +343,25 @@ class Pool:
                 raise self._worker_exception(failed)
         if restarted and what != "step_wait":
             raise self._died_error(restarted[0], f"during `{what}`; it was restarted, the call's results are lost")
+
+    def _all_idle(self) -> bool:
+        """Every live worker has finished every command it was given (so a
+        wait that goes on can only mean the counters were written over)."""
+        header = self.seg.header
+        if header.magic != lib.RV_MAGIC or header.num_workers != self.num_workers:
+            return True  # the header itself was overwritten: the wait cannot end well
+        for w in self._all:
+            slot = self.seg.slot(w)
+            if slot.state == lib.RV_WORKER_DEAD or slot.state == lib.RV_WORKER_STARTING or slot.done_seq != slot.cmd_seq:
+                return False
+        return True
+
+    def corrupted(self, why: str) -> errors.SegmentCorruptedError:
+        """Marks the pool broken by a worker that wrote over the segment."""
+        self.broken = errors.SegmentCorruptedError(
+            f"the pool's shared segment was written over ({why}); a worker or an env in it wrote where it must "
+            "not. The pool cannot go on: close() it (that still ends every worker)")
+        return self.broken
 
     def count_commands(self, n: int) -> None:
         """Counts ``n`` doorbells rung outside ``dispatch`` (async sends)."""

@@ -30,17 +30,21 @@ NAME_PREFIX = "rock_vec."
 class Segment:
     """A mapped segment: its header, worker slots, manifest and array views."""
 
-    def __init__(self, path: str, fd: int, mm: mmap.mmap, *, owner: bool):
+    def __init__(self, path: str, fd: int, mm: mmap.mmap, *, owner: bool, manifest: dict | None = None):
         self.path = path
         self.fd = fd
         self.owner = owner
         self._mmap = mm
         self.buffer = np.frombuffer(mm, dtype=np.uint8)
         self.header = ffi.cast("rv_header_t *", ffi.from_buffer(self.buffer))
-        slots = ffi.cast("char *", self.header) + self.header.workers_off
-        self.slots = ffi.cast("rv_worker_slot_t *", slots)
-        start, length = self.header.manifest_off, self.header.manifest_len
-        self.manifest = json.loads(bytes(self.buffer[start : start + length]))
+        if manifest is None:  # attaching: the layout is what the segment says
+            workers_off = self.header.workers_off
+            start, length = self.header.manifest_off, self.header.manifest_len
+            manifest = json.loads(bytes(self.buffer[start : start + length]))
+        else:  # the learner's own: never read back from memory any worker can write
+            workers_off = ffi.sizeof("rv_header_t")
+        self.slots = ffi.cast("rv_worker_slot_t *", ffi.cast("char *", self.header) + workers_off)
+        self.manifest = manifest
         self.arrays = array_views(self.buffer, self.manifest["arrays"])
 
     # ---- learner side ----
@@ -73,7 +77,7 @@ class Segment:
             header.learner_pid = os.getpid()
             del header
             struct.pack_into("<Q", mm, 0, lib.RV_MAGIC)  # last: the segment is now valid
-            return cls(path, fd, mm, owner=True)
+            return cls(path, fd, mm, owner=True, manifest=json.loads(blob))
         except BaseException:
             os.close(fd)
             os.unlink(path)

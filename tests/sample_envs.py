@@ -239,3 +239,72 @@ class PlainObsEnv(gym.Env):
     def step(self, action):
         self.t += 1
         return self._obs(), float(self.t), self.t % 3 == 0, False, {}
+
+
+class ScribbleEnv(gym.Env):
+    """A hostile env: on step ``when`` it writes random bytes over part of
+    its pool's shared segment, found through /proc/self/maps as any code in
+    a worker could find it. ``what``: "all", "header", "counters" (the
+    header's completion, fault and async lines), "own_slot", "own_rows"
+    (its own rows of every per-env array), "other_rows" (env 0's rows) or
+    "rings" (every worker's ring of env ids)."""
+
+    observation_space = spaces.Box(-1, 1, (2,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, index=0, what="all", when=2, hostile=True):
+        self.index, self.what, self.when, self.hostile, self.t = index, what, when, hostile, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.hostile and self.t == self.when:
+            self._scribble()
+        return np.full(2, 0.5, np.float32), 1.0, False, False, {"t": self.t}
+
+    def _segment(self):
+        import ctypes
+        import json
+        import struct
+
+        for line in open("/proc/self/maps"):
+            if "/dev/shm/rock_vec." in line:
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                head = ctypes.string_at(lo, 64)
+                (_, _, header_size, total, num_envs, num_workers, workers_off, manifest_off,
+                 manifest_len) = struct.unpack_from("<QIIQIIQQQ", head)
+                manifest = json.loads(ctypes.string_at(lo + manifest_off, manifest_len))
+                return lo, hi - lo, header_size, num_envs, workers_off, manifest
+        raise RuntimeError("no rock_vec segment is mapped in this process")
+
+    def _scribble(self):
+        import ctypes
+
+        base, size, header_size, num_envs, workers_off, manifest = self._segment()
+        rng = np.random.default_rng(self.index)
+        regions = []
+        if self.what == "all":
+            regions = [(0, size)]
+        elif self.what == "header":
+            regions = [(0, header_size)]
+        elif self.what == "counters":
+            regions = [(128, header_size - 128)]
+        elif self.what == "own_slot":
+            worker = next(w for w, (lo, hi) in enumerate(manifest["workers"]) if lo <= self.index < hi)
+            regions = [(workers_off + 192 * worker, 192)]
+        elif self.what in ("own_rows", "other_rows"):
+            row = self.index if self.what == "own_rows" else 0
+            for a in manifest["arrays"].values():
+                if a["shape"] and a["shape"][0] == num_envs:
+                    width = int(np.prod(a["shape"][1:], dtype=np.int64)) * np.dtype(a["dtype"]).itemsize
+                    regions.append((a["offset"] + row * width, width))
+        elif self.what == "rings":
+            a = manifest["arrays"]["rings"]
+            regions = [(a["offset"], int(np.prod(a["shape"])))]
+        for offset, length in regions:
+            noise = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
+            ctypes.memmove(base + offset, noise, length)

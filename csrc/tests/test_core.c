@@ -406,6 +406,26 @@ static void should_keep_fifo_order_when_indices_wrap_past_two_to_the_64(void) {
   ring_close(&g);
 }
 
+static void should_keep_guarded_pushes_inside_the_ring_whatever_the_consumer_wrote(void) {
+  guarded_ring_t g;
+  CHECK(ring_open(&g, 8) == RV_OK);
+  uint64_t in[20];
+  for (int i = 0; i < 20; i++) in[i] = 100 + (uint64_t)i;
+  /* A hostile consumer writes over everything the producer reads. */
+  g.r->capacity = 1ULL << 40;
+  g.r->mask = ~0ULL;
+  g.r->tail = 0xDEADBEEFDEADBEEFULL;
+  g.r->tail_cache = 0;
+  uint32_t n = rv_spsc_ring_push_guarded(g.r, 8, in, 20);
+  int ok = n <= 20 && ring_guards_intact(&g);
+  g.r->tail = g.r->head - 3; /* 3 messages "unread": 5 slots free */
+  g.r->tail_cache = 0;
+  n = rv_spsc_ring_push_guarded(g.r, 8, in, 20);
+  ok = ok && ring_guards_intact(&g);
+  ring_close(&g);
+  CHECKF(ok, "a guarded push wrote outside the ring (last push %u)", n);
+}
+
 static void should_work_with_capacity_one(void) {
   guarded_ring_t g;
   CHECK(ring_open(&g, 1) == RV_OK);
@@ -773,7 +793,7 @@ static void *pool_learner(void *arg) {
       p->values[(size_t)w * CELL] = round_value(round, w);
       p->results[(size_t)w * CELL] = 0xBADBADBADBADBADULL; /* a stale result cannot pass */
     }
-    rv_dispatch(h, list, n, RV_CMD_STEP, round);
+    rv_dispatch(slot_of(h, 0), list, n, RV_CMD_STEP, round);
     target += n;
     int rc = rv_wait_done(h, target, 0, p->learner_spin_ns, g_wait_timeout_ns);
     if (rc != RV_OK) {
@@ -803,7 +823,7 @@ static void *pool_learner(void *arg) {
     }
   }
   /* Close every worker the protocol way. */
-  rv_dispatch(h, all, p->nworkers, RV_CMD_CLOSE, 0);
+  rv_dispatch(slot_of(h, 0), all, p->nworkers, RV_CMD_CLOSE, 0);
   target += p->nworkers;
   int rc = rv_wait_done(h, target, 0, p->learner_spin_ns, g_wait_timeout_ns);
   if (rc != RV_OK) {
@@ -897,11 +917,11 @@ static void should_publish_cmd_and_len_and_bump_seq_of_listed_workers_only(void)
   rv_header_t *h = segment_new(3);
   CHECK(h);
   uint32_t list[2] = {0, 2};
-  rv_dispatch(h, list, 2, RV_CMD_RESET, 1234);
+  rv_dispatch(slot_of(h, 0), list, 2, RV_CMD_RESET, 1234);
   int ok = slot_of(h, 0)->cmd_seq == 1 && slot_of(h, 2)->cmd_seq == 1 && slot_of(h, 1)->cmd_seq == 0 &&
            slot_of(h, 0)->cmd == RV_CMD_RESET && slot_of(h, 2)->cmd_len == 1234 && slot_of(h, 1)->cmd == 0 &&
            slot_of(h, 1)->cmd_len == 0 && h->done_count == 0 && h->wake_seq == 0;
-  rv_dispatch(h, list + 1, 1, RV_CMD_CALL, 7);
+  rv_dispatch(slot_of(h, 0), list + 1, 1, RV_CMD_CALL, 7);
   ok = ok && slot_of(h, 2)->cmd_seq == 2 && slot_of(h, 2)->cmd == RV_CMD_CALL && slot_of(h, 2)->cmd_len == 7 &&
        slot_of(h, 0)->cmd_seq == 1;
   free(h);
@@ -1155,7 +1175,7 @@ static void should_return_at_once_from_worker_wait_when_a_command_is_pending(voi
   CHECK(h);
   rv_worker_slot_t *s = slot_of(h, 0);
   uint32_t w = 0, seq = 0;
-  rv_dispatch(h, &w, 1, RV_CMD_STEP, 0);
+  rv_dispatch(slot_of(h, 0), &w, 1, RV_CMD_STEP, 0);
   int rc = rv_worker_wait(s, 0, 0, 0, &seq);
   uint64_t hb = s->heartbeat_ns;
   free(h);
@@ -1214,7 +1234,7 @@ static void should_wake_a_worker_sleeping_in_worker_wait_on_dispatch(void) {
   sleep_ns(20 * NS_PER_MS);
   uint32_t w = 0;
   uint64_t t0 = rv_now_ns();
-  rv_dispatch(h, &w, 1, RV_CMD_CALL, 9);
+  rv_dispatch(slot_of(h, 0), &w, 1, RV_CMD_CALL, 9);
   pthread_join(t, NULL);
   free(h);
   CHECK(slept);
@@ -1242,6 +1262,19 @@ static void should_claim_rows_round_robin_over_the_output_ring(void) {
   free(h);
   CHECK(ok);
   CHECK(claimed == 0); /* the counter itself wraps at the ring size */
+}
+
+static void should_claim_a_row_in_range_after_a_worker_wrote_over_the_counter(void) {
+  rv_header_t *h = segment_new(1);
+  CHECK(h);
+  uint32_t bad[4] = {12, 13, 1000, UINT32_MAX}, ok = 1;
+  for (int i = 0; i < 4; i++) {
+    h->rows_claimed = bad[i];
+    uint32_t row = rv_claim_row(h, 12);
+    ok = ok && row < 12 && row == bad[i] % 12 && h->rows_claimed == (row + 1) % 12;
+  }
+  free(h);
+  CHECK(ok);
 }
 
 static void should_complete_a_block_once_batch_rows_are_done_and_empty_it_on_release(void) {
@@ -1341,7 +1374,7 @@ static void should_queue_ids_per_worker_and_ring_each_doorbell_in_send(void) {
   void *rings[2] = {g0.r, g1.r};
   uint32_t workers[2] = {1, 0}, counts[2] = {2, 1};
   uint64_t ids[3] = {10, 11, 20}, out[4] = {0};
-  int rc = rv_send(h, rings, workers, counts, 2, ids);
+  int rc = rv_send(slot_of(h, 0), rings, 4, workers, counts, 2, ids);
   int ok = rc == RV_OK && slot_of(h, 0)->cmd_seq == 1 && slot_of(h, 1)->cmd_seq == 1 &&
            slot_of(h, 0)->cmd == RV_CMD_DRAIN && slot_of(h, 1)->cmd == RV_CMD_DRAIN;
   ok = ok && rv_spsc_ring_pop(g1.r, out, 4) == 2 && out[0] == 10 && out[1] == 11;
@@ -1349,7 +1382,7 @@ static void should_queue_ids_per_worker_and_ring_each_doorbell_in_send(void) {
   /* Worker 0's ring takes 4: the fifth id does not fit. */
   uint64_t many[5] = {1, 2, 3, 4, 5};
   uint32_t w0 = 0, five = 5;
-  int full = rv_send(h, rings, &w0, &five, 1, many);
+  int full = rv_send(slot_of(h, 0), rings, 4, &w0, &five, 1, many);
   ok = ok && slot_of(h, 0)->cmd_seq == 2 && rv_spsc_ring_size(g0.r) == 4;
   int intact = ring_guards_intact(&g0) && ring_guards_intact(&g1);
   ring_close(&g0);
@@ -1447,7 +1480,8 @@ static uint32_t async_send(async_t *a, const uint64_t *envs, uint32_t n, const u
   }
   void *rings[MAX_WORKERS];
   for (uint32_t w = 0; w < a->nworkers; w++) rings[w] = a->rings[w];
-  if (rv_send(a->h, rings, workers, counts, used, ids) != RV_OK) thread_fail("rv_send: a ring overflowed");
+  if (rv_send(slot_of(a->h, 0), rings, a->rings[0]->capacity, workers, counts, used, ids) != RV_OK)
+    thread_fail("rv_send: a ring overflowed");
   return used;
 }
 
@@ -1540,7 +1574,7 @@ static void run_async(uint32_t nworkers, uint32_t envs_per_worker, uint32_t batc
   } else {
     uint32_t ws[MAX_WORKERS];
     for (uint32_t w = 0; w < nworkers; w++) ws[w] = w;
-    rv_dispatch(a->h, ws, nworkers, RV_CMD_CLOSE, 0);
+    rv_dispatch(slot_of(a->h, 0), ws, nworkers, RV_CMD_CLOSE, 0);
     if (rv_wait_done(a->h, doorbells + nworkers, 0, 0, g_wait_timeout_ns) != RV_OK) {
       thread_fail("async close timed out");
       rv_store_release(&a->stop, 1);
@@ -1681,6 +1715,7 @@ static const test_t TESTS[] = {
     TEST(should_pop_in_fifo_order_across_wrap),
     TEST(should_keep_fifo_order_when_indices_wrap_past_two_to_the_64),
     TEST(should_work_with_capacity_one),
+    TEST(should_keep_guarded_pushes_inside_the_ring_whatever_the_consumer_wrote),
     TEST(should_empty_a_used_ring_on_reinit),
     TEST(should_deliver_every_message_once_in_order_between_two_threads),
     TEST(should_keep_the_monotonic_clock_non_decreasing),
@@ -1707,6 +1742,7 @@ static const test_t TESTS[] = {
     TEST(should_complete_rounds_that_dispatch_random_worker_subsets),
     TEST(should_survive_cmd_seq_and_done_count_wrapping_at_two_to_the_32),
     TEST(should_claim_rows_round_robin_over_the_output_ring),
+    TEST(should_claim_a_row_in_range_after_a_worker_wrote_over_the_counter),
     TEST(should_complete_a_block_once_batch_rows_are_done_and_empty_it_on_release),
     TEST(should_wake_a_learner_sleeping_in_wait_block_only_for_its_block),
     TEST(should_time_out_and_report_faults_in_wait_block),

@@ -315,7 +315,7 @@ def test_pool_protocol_publishes_every_round_across_processes(learner_spin_ns, w
                 for w in range(num_workers):
                     values[w * CELL] = draws[r][w]
                     results[w * CELL] = 0xBADBADBADBADBAD  # a stale result cannot pass
-                lib.rv_dispatch(h, workers, num_workers, lib.RV_CMD_STEP, r)
+                lib.rv_dispatch(slots, workers, num_workers, lib.RV_CMD_STEP, r)
                 target += num_workers
                 rc = lib.rv_wait_done(h, target, 0, learner_spin_ns, wait_ns)
                 if rc != lib.RV_OK:
@@ -333,7 +333,7 @@ def test_pool_protocol_publishes_every_round_across_processes(learner_spin_ns, w
                                     f"status {s.status} reply_len {s.reply_len}")
             elapsed = time.monotonic() - t0
 
-            lib.rv_dispatch(h, workers, num_workers, lib.RV_CMD_CLOSE, 0)
+            lib.rv_dispatch(slots, workers, num_workers, lib.RV_CMD_CLOSE, 0)
             target += num_workers
             assert lib.rv_wait_done(h, target, 0, 0, wait_ns) == lib.RV_OK
             for w, child in enumerate(children):
