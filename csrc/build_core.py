@@ -50,7 +50,7 @@ void rv_release_block(uint32_t *fills, uint32_t block);
 int rv_send(rv_worker_slot_t *slots, void **rings, uint64_t capacity, const uint32_t *workers,
             const uint32_t *counts, uint32_t n_workers, const uint64_t *ids);
 void rv_report_fault(rv_header_t *h);
-void *rv_heartbeat_start(rv_header_t *h, int64_t period_ns);
+void *rv_heartbeat_start(uint64_t *word, int64_t period_ns);
 void rv_heartbeat_stop(void *heartbeat);
 
 size_t rv_spsc_ring_bytes(uint64_t capacity);
@@ -63,13 +63,15 @@ uint64_t rv_spsc_ring_size(const rv_spsc_ring_t *r);
 int rv_die_with_parent(int sig, int expected_parent);
 """
 
-SOURCES = ["rv_futex.c", "rv_pool.c", "rv_spsc_ring.c", "rv_process.c"]
+SOURCES = ["rv_futex.c", "rv_signal.c", "rv_pool.c", "rv_blocks.c", "rv_heartbeat.c", "rv_spsc_ring.c",
+           "rv_process.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "rock_vec._core",
-    '#include "rv_pool.h"\n#include "rv_process.h"\n#include "rv_spsc_ring.h"\n',
+    '#include "rv_pool.h"\n#include "rv_blocks.h"\n#include "rv_heartbeat.h"\n#include "rv_process.h"\n'
+    '#include "rv_spsc_ring.h"\n',
     sources=[f"csrc/{name}" for name in SOURCES],
     include_dirs=["csrc", "shm"],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],

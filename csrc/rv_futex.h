@@ -9,15 +9,8 @@
 
 #include <stdint.h>
 
-/* Result codes of every rock_vec C call. */
-enum rv_result {
-  RV_OK = 0,
-  RV_TIMEOUT = 1, /* the deadline passed first */
-  RV_FAULT = 2,   /* a worker was reported dead while waiting */
-  RV_FULL = 3,    /* ring full (try_* only) */
-  RV_EMPTY = 4,   /* ring empty (try_* only) */
-  RV_ERR = -1,    /* bad argument or failed syscall; errno says which */
-};
+#include "rv_result.h"
+
 
 /* CLOCK_MONOTONIC in nanoseconds; the same clock in every process and
  * container on the host. Any caller. */

@@ -38,6 +38,7 @@ from .split import ranges as split_ranges
 
 WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks its backend (a dead fork server)
 HEARTBEAT_NS = 100_000_000
+SILENT_NS = 2_000_000_000  # a worker whose heartbeat is older is frozen (a paused container): killed, reported
 LEARNER_SPIN_NS = 50_000  # a spin pays only if the answer comes within a few steps' time
 WORKER_SPIN_NS = 200_000  # workers adapt: they spin only while the learner comes back sooner
 
@@ -168,7 +169,8 @@ class Pool:
         self.arrays = self.seg.arrays
         self.arrays["spec"][: len(blob)] = np.frombuffer(blob, np.uint8)
         AsyncBatches.init_rings(self.arrays, capacity)
-        self._heartbeat = lib.rv_heartbeat_start(self.seg.header, HEARTBEAT_NS)
+        self._heartbeat = lib.rv_heartbeat_start(ffi.addressof(self.seg.header, "learner_heartbeat_ns"),
+                                                 HEARTBEAT_NS)
         self.backend = backend_for(options.backend_name, self.id)
         self.local = None
         if split.learner_envs:
@@ -186,6 +188,7 @@ class Pool:
         self._local_reply: bytes | None = None
         self._local_error: BaseException | None = None  # raised once the workers' part is collected
         self.faults_seen = self._errors_seen = 0
+        self._silenced: dict[int, float] = {}  # worker -> seconds its heartbeat was silent when it was killed
         self._oom_kills = errors.oom_kills()
         self.broken: BaseException | None = None
         self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
@@ -301,6 +304,7 @@ class Pool:
             if rc == lib.RV_OK:
                 return restarted
             if rc == lib.RV_TIMEOUT:
+                self._kill_the_silent()
                 stuck = stuck + 1 if self._all_idle() else 0
                 if stuck >= 2:
                     raise self.corrupted(f"every worker reports its commands done, but `{what}` still waits: "
@@ -343,6 +347,21 @@ class Pool:
                 raise self._worker_exception(failed)
         if restarted and what != "step_wait":
             raise self._died_error(restarted[0], f"during `{what}`; it was restarted, the call's results are lost")
+
+    def _kill_the_silent(self) -> None:
+        """Kills workers whose heartbeat stopped (frozen, not merely busy):
+        their deaths then come back as faults, as any worker's."""
+        now = lib.rv_now_ns()
+        silent = []
+        for w in self._all:
+            slot = self.seg.slot(w)
+            beat = slot.heartbeat_ns
+            if (w not in self._silenced and beat and now - beat > SILENT_NS
+                    and slot.state in (lib.RV_WORKER_STARTING, lib.RV_WORKER_READY)):
+                self._silenced[w] = (now - beat) / 1e9
+                silent.append(w)
+        if silent:
+            self.backend.kill(silent)
 
     def _all_idle(self) -> bool:
         """Every live worker has finished every command it was given (so a
@@ -415,11 +434,18 @@ class Pool:
         # A SIGKILL while the kernel's OOM-kill count rose: out of memory, not a mystery.
         kills = errors.oom_kills()
         oom = sig == signal.SIGKILL and kills is not None and self._oom_kills is not None and kills > self._oom_kills
-        ended = ("was killed by the kernel's out-of-memory killer (SIGKILL)" if oom
-                 else errors.how_it_ended(code, sig))
+        silent = self._silenced.get(w)
+        if silent is not None:
+            oom = False
+            ended = (f"stopped answering (no heartbeat for {silent:.1f} s: frozen, not merely busy) and was "
+                     "killed by rock_vec")
+        elif oom:
+            ended = "was killed by the kernel's out-of-memory killer (SIGKILL)"
+        else:
+            ended = errors.how_it_ended(code, sig)
+        hint = "" if oom or silent is not None else errors.death_hint(sig)
         return errors.WorkerDiedError(
-            f"worker {w} (pid {slot.host_pid}, envs {lo}..{hi - 1}) {ended} {when}"
-            f"{'' if oom else errors.death_hint(sig)}",
+            f"worker {w} (pid {slot.host_pid}, envs {lo}..{hi - 1}) {ended} {when}{hint}",
             worker=w, pid=slot.host_pid, env_ids=list(range(lo, hi)), exit_code=code, signal=sig,
             out_of_memory=oom)
 
@@ -445,6 +471,8 @@ class Pool:
             slot.status = lib.RV_STATUS_OK
             slot.state = lib.RV_WORKER_STARTING
             slot.done_seq = slot.cmd_seq
+            slot.heartbeat_ns = 0  # the replacement beats anew
+            self._silenced.pop(w, None)
             if w not in self._pending:
                 self._pending.append(w)
             self.backend.spawn(self.seg, [w], timeout=30)

@@ -32,6 +32,8 @@ from .segment import Segment
 LEARNER_TIMEOUT_NS = 1_500_000_000
 #: How often a waiting worker looks at the learner's heartbeat.
 POLL_NS = 200_000_000
+#: How often a worker stamps its own heartbeat.
+HEARTBEAT_NS = 100_000_000
 
 class Worker:
     """Serves one worker slot of a segment until told to close: commands
@@ -53,6 +55,15 @@ class Worker:
     # ---- life ----
 
     def serve(self) -> int:
+        # A C thread stamps the slot while this worker lives, busy or not: the
+        # learner tells a frozen worker (a paused container) from a slow step.
+        beat = lib.rv_heartbeat_start(ffi.addressof(self.slot, "heartbeat_ns"), HEARTBEAT_NS)
+        try:
+            return self._serve()
+        finally:
+            lib.rv_heartbeat_stop(beat)
+
+    def _serve(self) -> int:
         seq = self.slot.cmd_seq  # 0 for a new pool; a replacement takes over where the dead one stopped
         self._finish(seq, self._guard(self._start, "while creating its envs"))
         seq_out = ffi.new("uint32_t *")

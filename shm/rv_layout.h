@@ -10,9 +10,14 @@
  *   header.manifest_off JSON manifest: every array's name, dtype, shape, offset
  *   ...                 arrays, each 64-byte aligned (offsets in the manifest)
  *
- * Every field that one side writes while the other reads sits on a cache
- * line of its own, so a worker finishing a step never invalidates the line
- * the learner publishes commands on.
+ * Each worker slot gives the learner's fields, the worker's and the reaper's
+ * a cache line each, so a worker finishing a step never invalidates the line
+ * the learner publishes commands on. In the header, two lines are shared on
+ * purpose: line 2 holds the workers' done_count next to the learner's
+ * done_target and learner_sleeping (a worker reads all three at the end of
+ * every command: one line to fetch, not three), and line 4 the workers'
+ * rows_claimed next to the learner's block_waited (read together by the
+ * worker that fills a block).
  */
 #ifndef RV_LAYOUT_H
 #define RV_LAYOUT_H
@@ -50,7 +55,7 @@ enum rv_status {
 
 typedef struct rv_worker_slot {
   /* Line 0 - written by the learner. */
-  uint32_t cmd_seq;  /* futex word: bumped (release) to hand over a command */
+  uint32_t cmd_seq;  /* futex word: bumped (seq_cst store) to hand over a command */
   uint32_t cmd;      /* enum rv_cmd, written before cmd_seq */
   uint64_t cmd_len;  /* bytes of request in the mailbox */
   uint8_t _pad0[RV_CACHE_LINE - 16];
@@ -107,7 +112,7 @@ typedef struct rv_header {
   uint32_t error_count;
   uint8_t _pad3[RV_CACHE_LINE - 8];
 
-  /* Line 4 - async batches: workers claim output rows, one atomic add each. */
+  /* Line 4 - async batches: workers claim output rows, one compare-and-swap each. */
   uint32_t rows_claimed; /* next output row to claim (mod async ring rows) */
   uint32_t block_waited; /* the block a sleeping learner waits to see full */
   uint8_t _pad4[RV_CACHE_LINE - 8];

@@ -37,6 +37,8 @@
 #include "rv_atomic.h"
 #include "rv_futex.h"
 #include "rv_layout.h"
+#include "rv_blocks.h"
+#include "rv_heartbeat.h"
 #include "rv_pool.h"
 #include "rv_process.h"
 #include "rv_spsc_ring.h"
@@ -1617,7 +1619,7 @@ static void should_refresh_learner_heartbeat_until_stopped(void) {
   rv_header_t *h = segment_new(1);
   CHECK(h);
   uint64_t before = rv_now_ns();
-  void *hb = rv_heartbeat_start(h, 2 * NS_PER_MS);
+  void *hb = rv_heartbeat_start(&h->learner_heartbeat_ns, 2 * NS_PER_MS);
   CHECK(hb != NULL);
   uint64_t first = rv_load_acquire(&h->learner_heartbeat_ns);
   int updates = 0;
@@ -1648,7 +1650,7 @@ static void should_refresh_learner_heartbeat_until_stopped(void) {
 static void should_stop_heartbeat_promptly_even_with_a_long_period(void) {
   rv_header_t *h = segment_new(1);
   CHECK(h);
-  void *hb = rv_heartbeat_start(h, 60 * NS_PER_S);
+  void *hb = rv_heartbeat_start(&h->learner_heartbeat_ns, 60 * NS_PER_S);
   CHECK(hb != NULL);
   sleep_ns(20 * NS_PER_MS);
   uint64_t t0 = rv_now_ns();
@@ -1663,7 +1665,7 @@ static void should_stop_heartbeat_promptly_even_with_a_long_period(void) {
 static void should_use_a_default_period_for_a_non_positive_period(void) {
   rv_header_t *h = segment_new(1);
   CHECK(h);
-  void *hb = rv_heartbeat_start(h, 0);
+  void *hb = rv_heartbeat_start(&h->learner_heartbeat_ns, 0);
   CHECK(hb != NULL);
   uint64_t first = rv_load_acquire(&h->learner_heartbeat_ns), end = rv_now_ns() + 5 * NS_PER_S;
   int moved = 0;

@@ -38,6 +38,10 @@ class Backend(Protocol):
         """The pool closes: waits up to ``grace`` seconds for every worker to
         exit (they were told to close), then kills the rest and reaps all."""
 
+    def kill(self, workers: list[int]) -> None:
+        """Kills these workers now (ones that stopped answering); their ends
+        are then reported as any worker's. Never waits for them."""
+
     def lost(self) -> str | None:
         """Why every worker is gone at once (its server died), or None."""
 

@@ -110,9 +110,11 @@ class Server:
                 pool = self.pools[msg["pool"]]
                 pool.release_deadline = time.monotonic() + msg["grace"]
                 self.maybe_released(msg["pool"])
-            elif op == "kill":
-                for pid in self.pools[msg["pool"]].workers.values():
-                    _kill(pid)
+            elif op == "kill":  # some workers (msg["workers"]) or all
+                pool = self.pools[msg["pool"]]
+                for index, pid in pool.workers.items():
+                    if msg.get("workers") is None or index in msg["workers"]:
+                        _kill(pid)
                 self.send({"killed": msg["pool"]})
             else:
                 raise ValueError(f"unknown op {op!r}")
@@ -321,6 +323,10 @@ class ForkServerBackend:
     def release(self, grace: float) -> None:
         if self.server.alive():
             self.server.request({"op": "release", "pool": self.pool_id, "grace": grace}, "released", grace + 5)
+
+    def kill(self, workers: list[int]) -> None:
+        if self.server.alive():
+            self.server.request({"op": "kill", "pool": self.pool_id, "workers": workers}, "killed", 5)
 
     def lost(self) -> str | None:
         """Why every worker is gone (the fork server died), or None."""

@@ -85,5 +85,11 @@ class SpawnBackend:
         os.close(self._stop_r)
         os.close(self._stop_w)
 
+    def kill(self, workers: list[int]) -> None:
+        with self._lock:
+            for w in workers:
+                if w in self.procs and self.procs[w].returncode is None:
+                    self.procs[w].kill()
+
     def lost(self) -> str | None:
         return None  # each worker's end is reported on its own

@@ -18,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SOURCE = ROOT / "csrc" / "tests" / "test_core.c"
-CORE_SOURCES = [ROOT / "csrc" / name for name in ("rv_futex.c", "rv_pool.c", "rv_spsc_ring.c", "rv_process.c")]
+CORE_SOURCES = [ROOT / "csrc" / name for name in ("rv_futex.c", "rv_signal.c", "rv_pool.c", "rv_blocks.c",
+                                                  "rv_heartbeat.c", "rv_spsc_ring.c", "rv_process.c")]
 COMMON_FLAGS = ["-std=gnu11", "-g", "-Wall", "-Wextra", "-Werror=incompatible-pointer-types",
                 f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'shm'}"]
 TSAN_FLAGS = ["-O1", "-fsanitize=thread"]

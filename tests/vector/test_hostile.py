@@ -94,9 +94,10 @@ def test_garbage_written_during_async_batches_gives_a_clear_error_or_results(wha
         closes_and_leaves_nothing(envs, pids)
 
 
-def test_a_worker_stopped_mid_step_does_not_stop_close():
+@pytest.mark.parametrize("context", [None, "spawn"])
+def test_a_frozen_worker_is_killed_and_reported_within_two_seconds_and_close_still_works(context):
     envs = rock_vec.AsyncVectorEnv([lambda i=i: ScribbleEnv(index=i, hostile=False) for i in range(4)],
-                                   num_workers=2, learner_envs=0)
+                                   num_workers=2, learner_envs=0, context=context)
     pids = envs.worker_pids
     envs.reset(seed=0)
     os.kill(pids[1], signal.SIGSTOP)  # frozen, as a paused container
@@ -104,5 +105,21 @@ def test_a_worker_stopped_mid_step_does_not_stop_close():
         envs.step_async(np.zeros(4, np.int64))
         with pytest.raises(rock_vec.errors.TimeoutError):
             envs.step_wait(timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(rock_vec.WorkerDiedError, match=r"worker 1 .*stopped answering \(no heartbeat for 2\.\d s"):
+            envs.step_wait()
+        assert time.monotonic() - started < 2.5  # 2 s after its last beat, half a second of it already gone
     finally:
         closes_and_leaves_nothing(envs, pids)
+
+
+def test_a_slow_step_is_not_taken_for_a_frozen_worker():
+    from sample_envs import FailingEnv
+
+    envs = rock_vec.AsyncVectorEnv([lambda: FailingEnv(step_seconds=2.6)] * 2, num_workers=2, learner_envs=0)
+    try:
+        envs.reset(seed=0)
+        obs, *_ = envs.step(np.zeros(2, np.int64))  # 2.6 s busy in Python: the C heartbeat goes on
+        assert obs.shape == (2, 2)
+    finally:
+        envs.close()
