@@ -4,6 +4,7 @@
     rock-vec bench --workloads cartpole --envs 4,16,64 --sweep --json out.json
     rock-vec bench --suite async,sb3,envpool --repeats 5 --seconds 3
     rock-vec clean --dry-run
+    rock-vec image build --env-package ale-py    # the docker backend's worker image
 
 Exit codes: 0 done, 1 failed, 2 usage error.
 """
@@ -106,7 +107,17 @@ def _parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove shared-memory segments left by dead rock_vec processes",
                            description="Removes /dev/shm segments whose creating process is gone.")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
-    parser.commands = {"bench": bench, "clean": clean}
+
+    image = sub.add_parser("image", help="the docker backend's worker image",
+                           description="Builds the image backend='docker' runs (needs a Docker engine and a base "
+                                       "image: launcher/make-base-image.sh).")
+    image_sub = image.add_subparsers(dest="image_command", metavar="{build}")
+    build = image_sub.add_parser("build", help="build the worker image from this rock_vec and env packages")
+    build.add_argument("--env-package", action="append", default=[], metavar="PKG",
+                       help="a pip requirement the envs need in the container (repeat for more)")
+    build.add_argument("--tag", help="the image's tag (default: rock-vec-worker:VERSION, the backend's default)")
+    build.add_argument("--base", help="base image with the learner's Python (default: rock-vec-base:bookworm)")
+    parser.commands = {"bench": bench, "clean": clean, "image": image}
     return parser
 
 
@@ -119,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print("rock-vec: error: a command is required (bench, clean)", file=sys.stderr)
+        print("rock-vec: error: a command is required (bench, clean, image)", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "bench":
         problem = _bench_usage_error(args)
@@ -128,7 +139,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rock-vec bench: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         return _bench(args)
+    if args.command == "image":
+        return _image(args, parser)
     return _clean(args)
+
+
+def _image(args, parser) -> int:
+    if args.image_command != "build":
+        parser.commands["image"].print_usage(sys.stderr)
+        print("rock-vec image: error: a subcommand is required (build)", file=sys.stderr)
+        return EXIT_USAGE
+    from .backends import image
+
+    try:
+        tag = image.build(args.env_package, tag=args.tag, base=args.base or image.DEFAULT_BASE)
+    except RuntimeError as exc:
+        print(f"rock-vec image build: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"built {tag}")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- bench

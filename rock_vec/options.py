@@ -11,7 +11,7 @@ from typing import Any
 WAIT_POLICIES = ("auto", "spin", "block")
 FAILURE_POLICIES = ("raise", "restart")
 CONTEXTS = (None, "fork", "forkserver", "spawn")
-BACKENDS = ("forkserver", "spawn")
+BACKENDS = ("forkserver", "spawn", "docker")
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1, optional: bool = True) -> None:
@@ -40,8 +40,12 @@ class PoolOptions:
         context: gymnasium's start-method argument: 'spawn' starts workers
             as fresh interpreters; None, 'fork', 'forkserver' fork them from
             rock_vec's fork server.
-        backend: where workers run (``rock_vec.backends``): 'forkserver'
-            or 'spawn'; None: what ``context`` says.
+        backend: where workers run (``rock_vec.backends``): 'forkserver',
+            'spawn' or 'docker'; None: what ``context`` says.
+        image: the docker backend's worker image (None: ``rock-vec image
+            build``'s default tag).
+        memory_limit: the docker backend's memory limit per container
+            ("512m"; None: none).
 
     Raises:
         ValueError: naming the option and what it takes.
@@ -58,6 +62,8 @@ class PoolOptions:
     batch_size: int | None = None
     context: str | None = None
     backend: str | None = None
+    image: str | None = None
+    memory_limit: str | None = None
 
     def __post_init__(self) -> None:
         _positive_int("envs_per_worker", self.envs_per_worker)
@@ -77,6 +83,11 @@ class PoolOptions:
             raise ValueError(f"cannot find context for {self.context!r}")  # multiprocessing's words
         if self.backend is not None and self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        for name in ("image", "memory_limit"):
+            if getattr(self, name) is not None and self.backend != "docker":
+                raise ValueError(f"{name} applies to backend='docker' only")
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a str, got {getattr(self, name)!r}")
         if self.backend is not None and self.context is not None and self.backend != self.backend_name:
             raise ValueError(f"context={self.context!r} asks for the {self.backend_name!r} backend, "
                              f"not backend={self.backend!r}: give one of them")

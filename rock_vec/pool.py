@@ -147,7 +147,7 @@ class Pool:
             "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],
             "act_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.act_leaves],
             "spec": spec,
-            "main": main_module.describe(),
+            "main": None if options.backend_name == "docker" else main_module.describe(),  # not in a container
         }
         fixed = ffi.sizeof("rv_header_t") + num_workers * ffi.sizeof("rv_worker_slot_t")
         reserve = 4096
@@ -171,7 +171,7 @@ class Pool:
         AsyncBatches.init_rings(self.arrays, capacity)
         self._heartbeat = lib.rv_heartbeat_start(ffi.addressof(self.seg.header, "learner_heartbeat_ns"),
                                                  HEARTBEAT_NS)
-        self.backend = backend_for(options.backend_name, self.id)
+        self.backend = backend_for(options, self.id)
         self.local = None
         if split.learner_envs:
             source = (make_source(spec, num_envs) if spec["kind"] == "make" else
@@ -207,7 +207,8 @@ class Pool:
                                  "learner's own share (learner_envs)")
                     raise
             self.collect(start_timeout, what="startup")
-            self.seg.unlink()  # every worker holds it now
+            if not self.backend.keeps_segment_name:
+                self.seg.unlink()  # every worker holds it now
             _warn_once(reply["notice"] for reply in map(codec.decode, filter(None, self.replies())))
         except BaseException:
             self.close(grace=0.0)
@@ -444,8 +445,9 @@ class Pool:
         else:
             ended = errors.how_it_ended(code, sig)
         hint = "" if oom or silent is not None else errors.death_hint(sig)
+        where = ", ".join(filter(None, [f"pid {slot.host_pid}", self.backend.describe(w), f"envs {lo}..{hi - 1}"]))
         return errors.WorkerDiedError(
-            f"worker {w} (pid {slot.host_pid}, envs {lo}..{hi - 1}) {ended} {when}{hint}",
+            f"worker {w} ({where}) {ended} {when}{hint}",
             worker=w, pid=slot.host_pid, env_ids=list(range(lo, hi)), exit_code=code, signal=sig,
             out_of_memory=oom)
 

@@ -177,6 +177,10 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
 
     @staticmethod
     def _choose_split(num_envs: int, options: PoolOptions, max_concurrency: int | None) -> Split:
+        if options.backend_name == "docker" and options.learner_envs is None:
+            return split.choose(num_envs, usable_cpus(), envs_per_worker=options.envs_per_worker,
+                                num_workers=options.num_workers, max_concurrency=max_concurrency,
+                                all_in_workers="backend='docker' runs every env in a container")
         if options.batch_size is not None and options.batch_size < num_envs and options.learner_envs is None:
             return split.choose(num_envs, usable_cpus(), envs_per_worker=options.envs_per_worker,
                                 num_workers=options.num_workers, max_concurrency=max_concurrency,

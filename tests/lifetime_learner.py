@@ -21,8 +21,9 @@ if __name__ == "__main__":  # workers run this module's top level too (as __mp_m
             threading.Thread(target=lambda: [time.sleep(0.001) for _ in iter(int, 1)], daemon=True).start()
     import gymnasium as gym
 
-    context = sys.argv[2] if len(sys.argv) > 2 else None
-    envs = rock_vec.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 4, num_workers=2, context=context)
+    context = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+    backend = {"backend": sys.argv[3]} if len(sys.argv) > 3 else {}
+    envs = rock_vec.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 4, num_workers=2, context=context, **backend)
     envs.reset(seed=0)
     server = ForkServer.get().proc.pid if context != "spawn" else None
     print(json.dumps({"workers": envs.worker_pids, "server": server, "learner": os.getpid()}), flush=True)

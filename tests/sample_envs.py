@@ -272,7 +272,7 @@ class ScribbleEnv(gym.Env):
         import struct
 
         for line in open("/proc/self/maps"):
-            if "/dev/shm/rock_vec." in line:
+            if "/dev/shm/rock_vec." in line or "/rock_vec/segment" in line:  # a process's, a container's
                 lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
                 head = ctypes.string_at(lo, 64)
                 (_, _, header_size, total, num_envs, num_workers, workers_off, manifest_off,

@@ -4,6 +4,7 @@
   few MiB each, started in milliseconds.
 - ``spawn`` (or gymnasium's ``context="spawn"``): each worker a fresh
   interpreter running the worker program, ``python -m rock_vec.worker``.
+- ``docker``: each worker a hardened container running that same program.
 
 ``backend_for`` picks one from a pool's options.
 """
@@ -12,18 +13,20 @@ from __future__ import annotations
 
 from .base import Backend
 
-BACKENDS = ("forkserver", "spawn")
 
-
-def backend_for(name: str, pool_id: str) -> Backend:
-    """The backend ``name`` (see ``PoolOptions.backend_name``) for pool ``pool_id``."""
-    if name == "spawn":
+def backend_for(options, pool_id: str) -> Backend:
+    """The backend a pool's ``PoolOptions`` ask for (``backend_name``)."""
+    if options.backend_name == "spawn":
         from .spawn import SpawnBackend
 
         return SpawnBackend(pool_id)
+    if options.backend_name == "docker":
+        from .docker import DockerBackend
+
+        return DockerBackend(pool_id, options.image, options.memory_limit)
     from .forkserver import ForkServerBackend
 
     return ForkServerBackend(pool_id)
 
 
-__all__ = ["BACKENDS", "Backend", "backend_for"]
+__all__ = ["Backend", "backend_for"]

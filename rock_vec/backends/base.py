@@ -24,10 +24,14 @@ class Backend(Protocol):
         unlink_after_spawn: once ``spawn`` returns, every worker holds the
             segment by descriptor, so the learner may unlink its name at
             once (else: after the workers' startup).
+        keeps_segment_name: a replacement worker needs the name (a
+            container bind-mounts the file by it): the name stays until the
+            pool closes, and whoever outlives the learner unlinks it.
     """
 
     name: str
     unlink_after_spawn: bool
+    keeps_segment_name: bool
 
     def spawn(self, seg, workers: list[int], timeout: float) -> list[int]:
         """Starts worker program instances for slots ``workers`` of ``seg``
@@ -44,6 +48,10 @@ class Backend(Protocol):
 
     def lost(self) -> str | None:
         """Why every worker is gone at once (its server died), or None."""
+
+    def describe(self, worker: int) -> str:
+        """What a person needs to find this worker besides its pid (a
+        container's name), or ""."""
 
 
 def record_exit(seg, index: int, status_code: int) -> None:

@@ -72,6 +72,7 @@ class Server:
         self.learner = os.getppid()
         self.learner_fd = os.pidfd_open(self.learner)
         self.pools: dict[str, _Pool] = {}
+        self.containers: dict[str, tuple] = {}  # label of a pool's containers -> (DOCKER_HOST, segment path)
         self.children: dict[int, tuple[str, int, int]] = {}  # pidfd -> (pool, index, pid)
         self.poller = select.poll()
         self.poller.register(self.sock.fileno(), select.POLLIN)
@@ -110,6 +111,12 @@ class Server:
                 pool = self.pools[msg["pool"]]
                 pool.release_deadline = time.monotonic() + msg["grace"]
                 self.maybe_released(msg["pool"])
+            elif op == "watch_containers":  # the docker backend's pools: removed if the learner dies
+                self.containers[msg["label"]] = (msg.get("docker_host"), msg.get("segment"))
+                self.send({"watching": msg["label"]})
+            elif op == "unwatch_containers":
+                self.containers.pop(msg["label"], None)
+                self.send({"unwatched": msg["label"]})
             elif op == "kill":  # some workers (msg["workers"]) or all
                 pool = self.pools[msg["pool"]]
                 for index, pid in pool.workers.items():
@@ -196,6 +203,28 @@ class Server:
                     os.unlink(pool.path)
                 except FileNotFoundError:
                     pass
+        for label, (docker_host, segment) in self.containers.items():
+            _remove_containers(label, docker_host)
+            if segment and segment.startswith("/dev/shm/"):
+                try:
+                    os.unlink(segment)
+                except FileNotFoundError:
+                    pass
+
+
+def _remove_containers(label: str, docker_host: str | None) -> None:
+    """Removes every container labelled ``label``, running, paused or not."""
+    try:
+        import docker
+
+        engine = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
+        for container in engine.containers.list(all=True, filters={"label": label}):
+            try:
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001 - auto-remove got there first
+                pass
+    except Exception:  # noqa: BLE001 - no engine left to ask: nothing more can be done
+        pass
 
 
 def _kill(pid: int) -> None:
@@ -311,6 +340,7 @@ class ForkServerBackend:
 
     name = "forkserver"
     unlink_after_spawn = True  # the server holds the segment by descriptor
+    keeps_segment_name = False
 
     def __init__(self, pool_id: str):
         self.pool_id = pool_id
@@ -327,6 +357,9 @@ class ForkServerBackend:
     def kill(self, workers: list[int]) -> None:
         if self.server.alive():
             self.server.request({"op": "kill", "pool": self.pool_id, "workers": workers}, "killed", 5)
+
+    def describe(self, worker: int) -> str:
+        return ""
 
     def lost(self) -> str | None:
         """Why every worker is gone (the fork server died), or None."""

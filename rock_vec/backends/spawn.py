@@ -24,6 +24,7 @@ class SpawnBackend:
 
     name = "spawn"
     unlink_after_spawn = False  # workers open the segment by name once started
+    keeps_segment_name = False
 
     def __init__(self, pool_id: str):
         self.procs: dict[int, subprocess.Popen] = {}
@@ -90,6 +91,9 @@ class SpawnBackend:
             for w in workers:
                 if w in self.procs and self.procs[w].returncode is None:
                     self.procs[w].kill()
+
+    def describe(self, worker: int) -> str:
+        return ""
 
     def lost(self) -> str | None:
         return None  # each worker's end is reported on its own
