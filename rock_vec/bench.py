@@ -112,6 +112,44 @@ def _rock_vec_async(wl: Workload, num_envs: int, layout: int | None, batch_size:
 _rock_vec_overlap = _rock_vec_async  # the same pool; the overlap driver steps it in halves
 
 
+def _rock_vec_docker(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    return make_vec(wl.env_id, num_envs, envs_per_worker=layout, backend="docker", **wl.kwargs)
+
+
+def _rock_vec_workers(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    """The process backend laid out as the docker backend is: every env in a worker, one per CPU."""
+    return make_vec(wl.env_id, num_envs, envs_per_worker=layout, learner_envs=0, **wl.kwargs)
+
+
+def docker_unavailable() -> str | None:
+    """Why the docker backend cannot run here (no SDK, engine or image), or None."""
+    try:
+        from .backends import docker as backend
+
+        backend.client().images.get(backend.default_image())
+    except ImportError as exc:
+        return f"the docker SDK is missing ({exc})"
+    except RuntimeError as exc:
+        return str(exc).split(". ")[0]
+    except Exception:  # noqa: BLE001 - the image is missing
+        return "no worker image: run `rock-vec image build`"
+    return None
+
+
+#: Pool sizes the docker suite times the start of (one container per env).
+STARTUP_SIZES = (16, 64)
+
+
+def container_startup(num_envs: int) -> float:
+    """Seconds until a docker pool of ``num_envs`` CartPoles, one container
+    each, is ready (every worker has built its env); the pool is closed."""
+    start = time.perf_counter()
+    envs = make_vec("CartPole-v1", num_envs, envs_per_worker=1, backend="docker")
+    took = time.perf_counter() - start
+    envs.close()
+    return took
+
+
 def _env_fns(wl: Workload, num_envs: int) -> list[Callable[[], gym.Env]]:
     return [functools.partial(gym.make, wl.env_id, **wl.kwargs) for _ in range(num_envs)]
 
@@ -207,6 +245,8 @@ class Runner:
             none, it steps in the learner process).
         learner_envs: ``learner_envs(envs, num_envs)`` -> envs stepped in
             the learner's process (EnvPool's threads count as the learner's).
+        check: ``check()`` -> why it cannot run here beyond a missing module
+            (no Docker engine), or None.
     """
 
     name: str
@@ -222,6 +262,7 @@ class Runner:
     needs_envpool_id: bool = False
     workers: Callable[[Any, int], int | None] = _no_workers
     learner_envs: Callable[[Any, int], int] = _all_in_learner
+    check: Callable[[], str | None] | None = None
 
 
 RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
@@ -238,6 +279,13 @@ RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
     Runner("rock_vec_overlap", "overlap", _rock_vec_overlap,
            "rock_vec.make_vec(batch_size=B): the policy runs on one batch while the others step (step_envs)",
            ours=True, layouts=True, batched=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
+    Runner("rock_vec_docker", "vector", _rock_vec_docker,
+           "rock_vec.make_vec(backend='docker'): each worker a container, every env in one",
+           requires="docker", ours=True, layouts=True, workers=_pool_workers, learner_envs=_pool_learner_envs,
+           check=docker_unavailable),
+    Runner("rock_vec_workers", "vector", _rock_vec_workers,
+           "rock_vec.make_vec(learner_envs=0): worker processes only, laid out as the docker backend",
+           ours=True, layouts=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
     Runner("sb3_rock_vec", "sb3", _sb3_rock_vec, "rock_vec.sb3.RockVecEnv.from_id: SB3 VecEnv.step",
            requires="stable_baselines3", ours=True, layouts=True, workers=_sb3_pool_workers,
            learner_envs=_sb3_pool_learner_envs),
@@ -286,7 +334,8 @@ def _import_error(module: str) -> str | None:
 def unavailable(runner: str | Runner) -> str | None:
     """Why ``runner`` cannot run here (its optional module does not import), or None."""
     spec = _runner(runner)
-    return None if spec.requires is None else _import_error(spec.requires)
+    why = None if spec.requires is None else _import_error(spec.requires)
+    return why or (spec.check() if spec.check is not None else None)
 
 
 def layout_label(layout: int | None) -> str:
@@ -597,6 +646,13 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
                  targets={"rock_vec": 1.0}),
            Group("cnn_step", 16, ("rock_vec_overlap", "rock_vec", "gym_sync"), batch_size=8, peer="gym_sync",
                  policy="cnn", targets={"rock_vec_overlap": 1.4, "rock_vec": 1.0}))),
+    Suite("docker", "the docker backend against worker processes laid out alike (every env in a worker, one per "
+                    "CPU), x16 (target >= 0.95x); then the time until 16 and 64 containers are ready (target <= 3 s "
+                    "for 16)",
+          (Group("cartpole", 16, ("rock_vec_docker", "rock_vec_workers"), peer="rock_vec_workers",
+                 targets={"rock_vec_docker": 0.95}),
+           Group("atari_like", 16, ("rock_vec_docker", "rock_vec_workers"), peer="rock_vec_workers",
+                 targets={"rock_vec_docker": 0.95}))),
     Suite("atari", "ALE Breakout through AtariPreprocessing and FrameStackObservation(4) x16, random actions: "
                    "rock_vec's step vs SyncVectorEnv (target >= 1.8x); async batches of 8 for reference",
           (Group("breakout", 16, ("rock_vec", "rock_vec_async", "gym_sync"), batch_size=8, peer="gym_sync",

@@ -104,9 +104,25 @@ def _parser() -> argparse.ArgumentParser:
                        help="gym suite: also try rock_vec layouts with envs_per_worker 1,2,4,...,32 and mark the best")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
 
-    clean = sub.add_parser("clean", help="remove shared-memory segments left by dead rock_vec processes",
-                           description="Removes /dev/shm segments whose creating process is gone.")
+    clean = sub.add_parser("clean", help="remove what dead rock_vec learners left: segments, containers, listings",
+                           description="Removes /dev/shm segments whose creating process is gone, the docker "
+                                       "backend's containers of learners that are gone (this host's, when an engine "
+                                       "answers), and the listings of their pools.")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+
+    sub.add_parser("topology", help="NUMA nodes, cores, usable CPUs and GPUs of this machine",
+                   description="Prints what placement sees: NUMA nodes and their cores (SMT siblings together), "
+                               "the CPUs this process may use, and the GPUs with their NUMA node.")
+    plan = sub.add_parser("plan", help="where workers would run", description="Prints the plan of "
+                          "placement='numa' for a pool of --workers workers.")
+    plan.add_argument("--workers", type=_positive(int), required=True, help="number of worker processes")
+    plan.add_argument("--gpu", help="the learner's GPU: index, UUID or PCI bus id")
+    plan.add_argument("--learner-cores", type=int, default=1, help="whole cores kept for the learner (default 1)")
+    plan.add_argument("--strict", action="store_true", help="refuse to put two workers on one core")
+    plan.add_argument("--cpus", help="only these CPUs, e.g. 0-7,16 (each usable by this process)")
+    sub.add_parser("ps", help="list running pools and their workers or containers",
+                   description="Lists this user's pools: learner, backend, where the envs step, and every worker "
+                               "with its pid, envs and container; a pool whose learner is gone is marked stale.")
 
     image = sub.add_parser("image", help="the docker backend's worker image",
                            description="Builds the image backend='docker' runs (needs a Docker engine and a base "
@@ -117,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="a pip requirement the envs need in the container (repeat for more)")
     build.add_argument("--tag", help="the image's tag (default: rock-vec-worker:VERSION, the backend's default)")
     build.add_argument("--base", help="base image with the learner's Python (default: rock-vec-base:bookworm)")
-    parser.commands = {"bench": bench, "clean": clean, "image": image}
+    parser.commands = {"bench": bench, "clean": clean, "image": image, "plan": plan}
     return parser
 
 
@@ -130,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print("rock-vec: error: a command is required (bench, clean, image)", file=sys.stderr)
+        print("rock-vec: error: a command is required (bench, clean, image, plan, ps, topology)", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "bench":
         problem = _bench_usage_error(args)
@@ -141,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _bench(args)
     if args.command == "image":
         return _image(args, parser)
+    if args.command == "ps":
+        return _ps()
+    if args.command == "topology":
+        return _topology()
+    if args.command == "plan":
+        return _plan(args)
     return _clean(args)
 
 
@@ -353,6 +375,11 @@ def _bench(args) -> int:
                 print(spec.description)
                 print("vs_peer: over " + "; ".join(f"{g.peer} ({g.label()})" for g in spec.groups))
                 table = format_peer_table(rows)
+                if suite == "docker" and not bench.unavailable("rock_vec_docker"):
+                    for n in bench.STARTUP_SIZES:
+                        took = bench.container_startup(n)
+                        target = f" (target <= 3 s: {'met' if took <= 3 else 'missed'})" if n == 16 else ""
+                        table += f"\n{n} containers ready in {took:.2f} s{target}"
                 for group in spec.groups:
                     if bench.group_unavailable(group):
                         table += f"\nnote: skipped {bench.group_unavailable(group)}"
@@ -387,20 +414,117 @@ def _bench(args) -> int:
 # ---------------------------------------------------------------- clean
 
 
+def _topology(root: str = "/sys") -> int:
+    from .backends import topology
+    from .backends.topology import format_cpulist
+
+    top = topology.read(root)
+    print(f"{len(top.nodes)} NUMA node(s), {len(top.cores)} cores, {sum(len(c.cpus) for c in top.cores)} CPUs; "
+          f"this process may use cpus {format_cpulist(top.allowed)}")
+    for n, cpus in top.nodes.items():
+        cores = [c for c in top.cores if c.node == n]
+        dist = f"  distances {' '.join(map(str, top.distances[n]))}" if n in top.distances else ""
+        print(f"node {n}: cpus {format_cpulist(cpus)}, {len(cores)} cores{dist}")
+        smt = [c for c in cores if len(c.cpus) > 1]
+        if smt:
+            print("  SMT siblings: " + " ".join(format_cpulist(c.cpus) for c in smt[:8])
+                  + (" ..." if len(smt) > 8 else ""))
+    if not top.gpus:
+        print("no NVIDIA GPU (none on the PCI bus)")
+    for g in top.gpus:
+        name = f" {g.name}" if g.name else ""
+        uuid = f" {g.uuid}" if g.uuid else ""
+        node = f"node {g.node}" if g.node >= 0 else "node unknown"
+        print(f"GPU {g.index}{name}: {g.bus_id}{uuid}, {node}, local cpus {format_cpulist(g.cpus) or '-'}")
+    return EXIT_OK
+
+
+def _plan(args, root: str = "/sys") -> int:
+    from .backends import placement, topology
+
+    gpu = int(args.gpu) if args.gpu is not None and args.gpu.isdigit() else args.gpu
+    try:
+        cpus = None if args.cpus is None else topology.parse_cpulist(args.cpus)
+        result = placement.plan(topology.read(root), args.workers, gpu, args.learner_cores, args.strict, cpus)
+    except ValueError as exc:
+        print(f"rock-vec plan: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(result.describe())
+    return EXIT_OK
+
+
+def _ps() -> int:
+    import time
+
+    from . import registry
+
+    pools = registry.entries()
+    if not pools:
+        print("no rock_vec pools running")
+        return EXIT_OK
+    for p in pools:
+        age = time.time() - p.get("started", time.time())
+        state = "STALE (learner gone; rock-vec clean removes it)" if p["stale"] else f"up {age:.0f} s"
+        print(f"pool {p['pool']}  learner {p['learner_pid']}  backend {p['backend']}  {p['num_envs']} envs  {state}")
+        print(f"  {p['split']}")
+        lo, hi = p.get("learner_envs", [0, 0])
+        if hi > lo:
+            print(f"  learner    pid {p['learner_pid']:<8} envs {lo}..{hi - 1}")
+        for w in p["workers"]:
+            lo, hi = w["envs"]
+            where = f"  {w['where']}" if w.get("where") else ""
+            state = "" if registry.alive(w["pid"]) else "  (gone)"
+            print(f"  worker {w['index']:<3} pid {w['pid']:<8} envs {lo}..{hi - 1}{where}{state}")
+    return EXIT_OK
+
+
 def _clean(args) -> int:
+    from . import registry
     from .segment import stale_segments, sweep_stale
 
-    if args.dry_run:
-        found = stale_segments()
-        for path in found:
-            print(f"would remove {path}")
-        print(f"{len(found)} stale segment(s) found (dry run: nothing removed)")
-        return EXIT_OK
-    removed = sweep_stale()
-    for path in removed:
-        print(f"removed {path}")
-    print(f"{len(removed)} stale segment(s) removed")
+    dry = args.dry_run
+    segments = stale_segments() if dry else sweep_stale()
+    for path in segments:
+        print(f"{'would remove' if dry else 'removed'} {path}")
+    containers, why = _stray_containers()
+    for c in containers:
+        if not dry:
+            try:
+                c.remove(force=True)
+            except Exception:  # noqa: BLE001 - auto-remove got there first
+                pass
+        print(f"{'would remove' if dry else 'removed'} container {c.name} (learner {c.labels.get('rock_vec.learner')})")
+    listings = [e for e in registry.entries() if e["stale"]] if dry else registry.remove_stale()
+    for e in listings:
+        print(f"{'would remove' if dry else 'removed'} listing of pool {e['pool']} (learner {e['learner_pid']})")
+    verb = "found (dry run: nothing removed)" if dry else "removed"
+    print(f"{len(segments)} stale segment(s), {len(containers)} stray container(s), {len(listings)} stale "
+          f"listing(s) {verb}" + (f"; containers not checked: {why}" if why else ""))
     return EXIT_OK
+
+
+def _stray_containers() -> tuple[list, str | None]:
+    """Containers of the docker backend whose learner (on this host) is gone,
+    and why none could be looked for (no SDK, no engine), or None."""
+    import socket
+
+    from . import registry
+
+    try:
+        import docker
+
+        engine = docker.from_env(timeout=10)
+        engine.ping()
+    except ImportError:
+        return [], "the docker SDK is not installed"
+    except Exception as exc:  # noqa: BLE001 - no engine here: nothing of ours can run in it
+        return [], f"no Docker engine answers ({type(exc).__name__})"
+    host = socket.gethostname()
+    stray = []
+    for c in engine.containers.list(all=True, filters={"label": "rock_vec.learner"}):
+        if c.labels.get("rock_vec.host") == host and not registry.alive(int(c.labels["rock_vec.learner"])):
+            stray.append(c)
+    return stray, None
 
 
 if __name__ == "__main__":

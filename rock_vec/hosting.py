@@ -187,32 +187,25 @@ class EnvHost:
     def advance(self, i: int) -> tuple:
         """Steps env ``i`` with its action and runs autoreset as
         SyncVectorEnv does; returns (obs, reward, terminated, truncated,
-        infos, final obs). SAME_STEP, for an env that ended: infos is [its
-        last info, its reset info] and the final obs is set."""
+        infos, final obs). NEXT_STEP: the step after an env ended is its
+        reset. SAME_STEP: an env that ends is reset at once; infos is [its
+        last info, its reset info] and the final obs is set. DISABLED: the
+        learner resets ended envs itself."""
         j = i - self.lo
-        env, mode = self.envs[j], self.mode
-        if mode is AutoresetMode.NEXT_STEP:
-            if self.autoreset[j]:
-                obs, info = env.reset()
-                self.autoreset[j] = False
-                return obs, 0.0, False, False, [info], None
-            obs, rew, te, tr, info = env.step(self.actions.read_one(i))
-            self.autoreset[j] = te or tr
-            return obs, rew, te, tr, [info], None
-        if mode is AutoresetMode.SAME_STEP:
-            obs, rew, te, tr, info = env.step(self.actions.read_one(i))
-            if te or tr:
-                # Copied before reset: an env may reuse its observation buffer.
-                final = copy.deepcopy(obs)
-                obs, reset_info = env.reset()
-                return obs, rew, te, tr, [info, reset_info], final
-            return obs, rew, te, tr, [info], None
-        # DISABLED: the learner resets done envs itself
+        env = self.envs[j]
         if self.autoreset[j]:
-            raise AssertionError(
-                f"env {i} was stepped after it ended; with autoreset_mode=DISABLED reset it "
-                "first (reset(options={'reset_mask': ...}))")
+            if self.mode is AutoresetMode.DISABLED:
+                raise AssertionError(
+                    f"env {i} was stepped after it ended; with autoreset_mode=DISABLED reset it "
+                    "first (reset(options={'reset_mask': ...}))")
+            obs, info = env.reset()
+            self.autoreset[j] = False
+            return obs, 0.0, False, False, [info], None
         obs, rew, te, tr, info = env.step(self.actions.read_one(i))
+        if (te or tr) and self.mode is AutoresetMode.SAME_STEP:
+            final = copy.deepcopy(obs)  # before reset: an env may reuse its observation buffer
+            obs, reset_info = env.reset()
+            return obs, rew, te, tr, [info, reset_info], final
         self.autoreset[j] = te or tr
         return obs, rew, te, tr, [info], None
 

@@ -46,6 +46,12 @@ class PoolOptions:
             build``'s default tag).
         memory_limit: the docker backend's memory limit per container
             ("512m"; None: none).
+        placement: "numa" pins each worker to whole cores of one NUMA node,
+            its memory bound there, the learner's first core kept free
+            (``rock_vec.backends.placement``); None: the OS places them.
+        gpu: the learner's GPU (index, UUID or PCI bus id): workers go to
+            its NUMA node (placement "numa" by default), and containers get
+            it as a device.
 
     Raises:
         ValueError: naming the option and what it takes.
@@ -64,6 +70,8 @@ class PoolOptions:
     backend: str | None = None
     image: str | None = None
     memory_limit: str | None = None
+    placement: str | None = None
+    gpu: int | str | None = None
 
     def __post_init__(self) -> None:
         _positive_int("envs_per_worker", self.envs_per_worker)
@@ -88,6 +96,10 @@ class PoolOptions:
                 raise ValueError(f"{name} applies to backend='docker' only")
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a str, got {getattr(self, name)!r}")
+        if self.placement not in (None, "numa"):
+            raise ValueError(f"placement must be 'numa' or None, got {self.placement!r}")
+        if self.gpu is not None and (isinstance(self.gpu, bool) or not isinstance(self.gpu, (int, str))):
+            raise ValueError(f"gpu must be a GPU index, UUID or PCI bus id, got {self.gpu!r}")
         if self.backend is not None and self.context is not None and self.backend != self.backend_name:
             raise ValueError(f"context={self.context!r} asks for the {self.backend_name!r} backend, "
                              f"not backend={self.backend!r}: give one of them")

@@ -18,13 +18,14 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import time
 import warnings
 import weakref
 
 import cloudpickle
 import numpy as np
 
-from . import codec, errors, main_module
+from . import codec, errors, main_module, registry
 from ._core import ffi, lib
 from .actions import action_leaves, plan_action_arrays
 from .batches import AsyncBatches, ring_capacity, ring_geometry
@@ -65,7 +66,8 @@ def spin_budgets(policy: str, num_workers: int) -> tuple[int, int]:
     return (LEARNER_SPIN_NS if num_workers + 1 <= cpus else 0), (WORKER_SPIN_NS if num_workers <= cpus else 0)
 
 
-def _shutdown(seg: Segment, heartbeat, backend, grace: float, num_workers: int, local: EnvHost | None) -> None:
+def _shutdown(seg: Segment, heartbeat, backend, grace: float, num_workers: int, local: EnvHost | None,
+              pool_id: str) -> None:
     """Asks every worker to close its envs and exit, closes the learner's
     own envs meanwhile, lets the backend reap the workers (SIGKILL after
     ``grace`` seconds), then unmaps. Safe to call from a finalizer: it needs
@@ -86,6 +88,7 @@ def _shutdown(seg: Segment, heartbeat, backend, grace: float, num_workers: int, 
     finally:
         lib.rv_heartbeat_stop(heartbeat)
         seg.close()
+        registry.forget(os.getpid(), pool_id)
 
 
 class Pool:
@@ -127,6 +130,12 @@ class Pool:
         self.hosts = ([LOCAL] if split.learner_envs else []) + list(range(num_workers))
         self.on_worker_failure, self.max_restarts = options.on_worker_failure, options.max_restarts
         self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers)
+        self.placement = None
+        if options.placement == "numa" or options.gpu is not None:
+            from .backends import placement, topology
+
+            self.placement = placement.plan(topology.read(), num_workers, options.gpu,
+                                            learner_cores=1 if split.learner_envs else 0)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)
         self.act_leaves = action_leaves(act_space, codec_bytes)
 
@@ -148,6 +157,7 @@ class Pool:
             "act_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.act_leaves],
             "spec": spec,
             "main": None if options.backend_name == "docker" else main_module.describe(),  # not in a container
+            "placement": None if self.placement is None else self.placement.manifest(),
         }
         fixed = ffi.sizeof("rv_header_t") + num_workers * ffi.sizeof("rv_worker_slot_t")
         reserve = 4096
@@ -171,14 +181,14 @@ class Pool:
         AsyncBatches.init_rings(self.arrays, capacity)
         self._heartbeat = lib.rv_heartbeat_start(ffi.addressof(self.seg.header, "learner_heartbeat_ns"),
                                                  HEARTBEAT_NS)
-        self.backend = backend_for(options, self.id)
+        self.backend = backend_for(options, self.id, self.placement)
         self.local = None
         if split.learner_envs:
             source = (make_source(spec, num_envs) if spec["kind"] == "make" else
                       EnvSource(env_fns, obs_space if exact_obs_space else None, act_space))
             self.local = EnvHost(self.seg, 0, split.learner_envs, source, f"the learner's process, pid {os.getpid()}")
         self._finalizer = weakref.finalize(self, _shutdown, self.seg, self._heartbeat, self.backend, 2.0,
-                                           num_workers, self.local)
+                                           num_workers, self.local, self.id)
 
         self._target = 0  # completions awaited so far (mod 2^32)
         self._all = list(range(num_workers))
@@ -210,6 +220,8 @@ class Pool:
             if not self.backend.keeps_segment_name:
                 self.seg.unlink()  # every worker holds it now
             _warn_once(reply["notice"] for reply in map(codec.decode, filter(None, self.replies())))
+            self._started = time.time()
+            registry.record(self.listing())
         except BaseException:
             self.close(grace=0.0)
             raise
@@ -392,6 +404,15 @@ class Pool:
         self.wait(lambda slice_ns: lib.rv_wait_done(
             self.seg.header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, "quiesce")
 
+    def listing(self) -> dict:
+        """What ``rock-vec ps`` shows of this pool (``rock_vec.registry``)."""
+        return {
+            "pool": self.id, "learner_pid": os.getpid(), "backend": self.backend.name, "num_envs": self.num_envs,
+            "split": str(self.split), "learner_envs": list(self.local_range), "started": self._started,
+            "workers": [{"index": w, "pid": int(self.seg.slot(w).host_pid), "envs": list(self.ranges[w]),
+                         "where": self.backend.describe(w)} for w in self._all],
+        }
+
     @property
     def pending(self) -> bool:
         """A command awaits ``collect``."""
@@ -478,6 +499,7 @@ class Pool:
             if w not in self._pending:
                 self._pending.append(w)
             self.backend.spawn(self.seg, [w], timeout=30)
+        registry.record(self.listing())
         return dead
 
     # ---- end of life ----
@@ -488,7 +510,7 @@ class Pool:
         if not self._finalizer.alive:
             return
         self._finalizer.detach()
-        _shutdown(self.seg, self._heartbeat, self.backend, grace, self.num_workers, self.local)
+        _shutdown(self.seg, self._heartbeat, self.backend, grace, self.num_workers, self.local, self.id)
 
     @property
     def closed(self) -> bool:

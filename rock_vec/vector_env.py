@@ -212,6 +212,11 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
     # ---- the pool's shape ----
 
     @property
+    def placement(self):
+        """Where the workers are pinned (``rock_vec.backends.placement.Placement``), or None."""
+        return self._pool.placement
+
+    @property
     def num_workers(self) -> int:
         return self._pool.num_workers
 

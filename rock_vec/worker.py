@@ -129,6 +129,13 @@ class Worker:
 
     def _start(self) -> int:
         notice = main_module.run(self.seg.manifest.get("main"))  # already run if forked from the fork server
+        placed = self.seg.manifest.get("placement")
+        if placed is not None:  # before building envs: their memory lands on the worker's node
+            from .backends.placement import apply
+
+            why = apply(placed["workers"][self.index], placed["mems"][self.index])
+            notice = notice or (f"rock_vec pinned its workers but could not bind their memory ({why})" if why
+                                else None)
         if self.host.source is None:
             self.host.source = load_env_source(self.seg)
         self.host.start()

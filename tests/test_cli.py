@@ -7,6 +7,8 @@ import json
 import os
 import re
 import secrets
+import subprocess
+import sys
 import time
 import warnings
 
@@ -549,3 +551,43 @@ def test_policies_act_on_a_batch_and_time_their_forward():
     assert cnn.forward_ms > 0 and policies.make("cnn", (4, 84, 84), 4)(np.zeros((2, 4, 84, 84), np.uint8)).shape == (2,)
     with pytest.raises(ValueError, match="unknown policy 'rnn'"):
         policies.make("rnn", (4,), 2)
+
+
+# ---------------------------------------------------------------- ps, clean of listings
+
+
+def test_ps_lists_a_running_pool_with_its_workers_and_forgets_it_once_closed(capsys):
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=5, learner_envs=1, num_workers=2)
+    try:
+        assert cli.main(["ps"]) == 0
+        out = capsys.readouterr().out
+        pool = envs._pool
+        assert f"pool {pool.id}  learner {os.getpid()}  backend forkserver  5 envs  up" in out
+        assert f"  learner    pid {os.getpid():<8} envs 0..0" in out
+        for w, pid in enumerate(envs.worker_pids):
+            lo, hi = pool.ranges[w]
+            assert f"  worker {w:<3} pid {pid:<8} envs {lo}..{hi - 1}" in out
+    finally:
+        envs.close()
+    cli.main(["ps"])
+    assert pool.id not in capsys.readouterr().out
+
+
+def test_clean_removes_the_listing_of_a_pool_whose_learner_is_gone(capsys):
+    from rock_vec import registry
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    entry = {"pool": "deadbeefdeadbeef", "learner_pid": int(dead), "backend": "forkserver", "num_envs": 2,
+             "split": "2 workers x 1 env", "learner_envs": [0, 0], "started": 0,
+             "workers": [{"index": 0, "pid": int(dead), "envs": [0, 1], "where": ""}]}
+    registry.record(entry)
+    assert cli.main(["ps"]) == 0
+    out = capsys.readouterr().out
+    assert "pool deadbeefdeadbeef" in out and "STALE (learner gone; rock-vec clean removes it)" in out
+    assert cli.main(["clean", "--dry-run"]) == 0
+    assert "would remove listing of pool deadbeefdeadbeef" in capsys.readouterr().out
+    assert registry.path_of(int(dead), "deadbeefdeadbeef").exists()
+    assert cli.main(["clean"]) == 0
+    assert "removed listing of pool deadbeefdeadbeef" in capsys.readouterr().out
+    assert not registry.path_of(int(dead), "deadbeefdeadbeef").exists()

@@ -14,8 +14,10 @@ from __future__ import annotations
 from .base import Backend
 
 
-def backend_for(options, pool_id: str) -> Backend:
-    """The backend a pool's ``PoolOptions`` ask for (``backend_name``)."""
+def backend_for(options, pool_id: str, placement=None) -> Backend:
+    """The backend a pool's ``PoolOptions`` ask for (``backend_name``);
+    ``placement``: the pool's plan, which the docker backend gives its
+    containers as cpusets and a GPU (process workers apply it themselves)."""
     if options.backend_name == "spawn":
         from .spawn import SpawnBackend
 
@@ -23,7 +25,7 @@ def backend_for(options, pool_id: str) -> Backend:
     if options.backend_name == "docker":
         from .docker import DockerBackend
 
-        return DockerBackend(pool_id, options.image, options.memory_limit)
+        return DockerBackend(pool_id, options.image, options.memory_limit, placement)
     from .forkserver import ForkServerBackend
 
     return ForkServerBackend(pool_id)

@@ -80,8 +80,9 @@ class DockerBackend:
     unlink_after_spawn = False  # a container opens the segment by its name once started
     keeps_segment_name = True  # a replacement container bind-mounts it by name
 
-    def __init__(self, pool_id: str, image: str | None = None, memory_limit: str | None = None):
+    def __init__(self, pool_id: str, image: str | None = None, memory_limit: str | None = None, placement=None):
         self.pool_id, self.image, self.memory_limit = pool_id, image or default_image(), memory_limit
+        self.placement = placement
         self.engine = client()
         try:
             self.engine.images.get(self.image)
@@ -114,6 +115,18 @@ class DockerBackend:
         """Starts worker ``index``'s container; returns its pid on the host."""
         labels = {LABEL_POOL: self.pool_id, LABEL_WORKER: str(index), LABEL_LEARNER: str(os.getpid()),
                   LABEL_HOST: socket.gethostname()}
+        placed = {}
+        if self.placement is not None:
+            from .topology import format_cpulist
+
+            placed = {"cpuset_cpus": format_cpulist(self.placement.workers[index]),
+                      "cpuset_mems": format_cpulist(self.placement.mems[index])}
+            gpu = self.placement.gpu
+            if gpu is not None:
+                import docker
+
+                placed["device_requests"] = [docker.types.DeviceRequest(
+                    device_ids=[gpu.uuid or str(gpu.index)], capabilities=[["gpu"]])]
         container = self.engine.containers.run(
             self.image, ["--segment", SEGMENT_IN_CONTAINER, "--index", str(index)],
             detach=True, auto_remove=True, labels=labels, name=f"rock_vec-{self.pool_id}-{index}",
@@ -121,7 +134,7 @@ class DockerBackend:
             cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=PIDS_LIMIT,
             mem_limit=self.memory_limit, user=f"{os.getuid()}:{os.getgid()}",
             volumes={seg.path: {"bind": SEGMENT_IN_CONTAINER, "mode": "rw"}},
-            environment={"PYTHONUNBUFFERED": "1"})
+            environment={"PYTHONUNBUFFERED": "1"}, **placed)
         with self._lock:
             self.containers[index] = container
         container.reload()

@@ -230,3 +230,53 @@ def test_a_killed_learner_leaves_no_container_and_no_segment_within_five_seconds
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ps_lists_containers_and_clean_removes_those_of_a_dead_learner(engine, capsys):
+    import socket
+
+    from rock_vec import cli
+    from rock_vec.backends import docker as backend
+
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=2, backend="docker", num_workers=2)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    stray = engine.containers.run(backend.default_image(), entrypoint=["/bin/sleep", "60"], detach=True,
+                                  network_mode="none", labels={"rock_vec.pool": "stray", "rock_vec.worker": "0",
+                                                               "rock_vec.learner": str(dead),
+                                                               "rock_vec.host": socket.gethostname()})
+    try:
+        assert cli.main(["ps"]) == 0
+        out = capsys.readouterr().out
+        assert f"pool {envs._pool.id}" in out and "backend docker" in out
+        assert f"container rock_vec-{envs._pool.id}-0" in out and f"container rock_vec-{envs._pool.id}-1" in out
+        assert cli.main(["clean"]) == 0
+        out = capsys.readouterr().out
+        assert f"removed container {stray.name} (learner {dead})" in out
+        assert f"rock_vec-{envs._pool.id}" not in out  # a live learner's containers stay
+        assert our_containers(engine, "rock_vec.pool=stray") == []
+        obs, _ = envs.reset(seed=0)
+        assert obs.shape == (2, 4)
+    finally:
+        envs.close()
+        try:
+            stray.remove(force=True)
+        except Exception:
+            pass
+
+
+def test_the_docker_bench_suite_compares_with_worker_processes_and_times_container_starts(engine, monkeypatch,
+                                                                                           capsys):
+    from rock_vec import bench, cli
+
+    monkeypatch.setattr(bench, "STARTUP_SIZES", (2,))
+    monkeypatch.setitem(bench.SUITES, "docker", bench.Suite("docker", bench.SUITES["docker"].description, (
+        bench.Group("cartpole", 2, ("rock_vec_docker", "rock_vec_workers"), peer="rock_vec_workers",
+                    targets={"rock_vec_docker": 0.95}),)))
+    assert cli.main(["bench", "--suite", "docker", "--repeats", "1", "--seconds", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "rock_vec_docker" in out and "rock_vec_workers" in out
+    import re
+
+    assert re.search(r"cartpole +2 +- +rock_vec_docker +default +2 workers +[\d,]+ +[\d.]+ +>=0\.95 (met|missed)", out)
+    assert re.search(r"2 containers ready in \d+\.\d\d s", out)
