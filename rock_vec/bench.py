@@ -200,10 +200,6 @@ def _pool_workers(envs, num_envs: int) -> int | None:
     return envs.num_workers
 
 
-def _sb3_pool_workers(envs, num_envs: int) -> int | None:
-    return envs.venv.num_workers
-
-
 def _one_process_per_env(envs, num_envs: int) -> int | None:
     return num_envs
 
@@ -218,10 +214,6 @@ def _none_in_learner(envs, num_envs: int) -> int:
 
 def _pool_learner_envs(envs, num_envs: int) -> int:
     return envs.split.learner_envs
-
-
-def _sb3_pool_learner_envs(envs, num_envs: int) -> int:
-    return envs.venv.split.learner_envs
 
 
 @dataclass(frozen=True)
@@ -287,8 +279,8 @@ RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
            "rock_vec.make_vec(learner_envs=0): worker processes only, laid out as the docker backend",
            ours=True, layouts=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
     Runner("sb3_rock_vec", "sb3", _sb3_rock_vec, "rock_vec.sb3.RockVecEnv.from_id: SB3 VecEnv.step",
-           requires="stable_baselines3", ours=True, layouts=True, workers=_sb3_pool_workers,
-           learner_envs=_sb3_pool_learner_envs),
+           requires="stable_baselines3", ours=True, layouts=True, workers=_pool_workers,
+           learner_envs=_pool_learner_envs),
     Runner("sb3_subproc", "sb3", _sb3_subproc, "SB3 SubprocVecEnv: one process per env (SB3's start method)",
            requires="stable_baselines3", workers=_one_process_per_env, learner_envs=_none_in_learner),
     Runner("sb3_dummy", "sb3", _sb3_dummy, "SB3 DummyVecEnv: every env steps in the learner",

@@ -521,7 +521,7 @@ def _stray_containers() -> tuple[list, str | None]:
         return [], f"no Docker engine answers ({type(exc).__name__})"
     host = socket.gethostname()
     stray = []
-    for c in engine.containers.list(all=True, filters={"label": "rock_vec.learner"}):
+    for c in engine.containers.list(all=True, filters={"label": "rock_vec.learner"}, ignore_removed=True):
         if c.labels.get("rock_vec.host") == host and not registry.alive(int(c.labels["rock_vec.learner"])):
             stray.append(c)
     return stray, None

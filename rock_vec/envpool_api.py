@@ -7,7 +7,7 @@
 The mixin only checks arguments and moves actions and results; the machinery
 (per-worker rings of env ids, the output ring of blocks) is
 ``rock_vec.batches``. It relies on the attributes ``AsyncVectorEnv`` sets up
-(``_pool``, ``_batches``, ``_actions``, the async ``LeafIO``s) and on its
+(``_io``, a ``PoolIO``; ``_pool`` and ``_batches``, its pool's) and on its
 argument checks (``_assert_open``, ``_assert_idle``, ``_seed_list``).
 """
 
@@ -76,7 +76,8 @@ class EnvPoolAPI:
         running = ids[self._batches.running[ids]]
         if running.size:
             raise ValueError(f"envs {running.tolist()} are already running: recv their results before sending again")
-        self._actions.write(self._actions.check(actions, len(ids)), ids)
+        actions_io = self._io.actions
+        actions_io.write(actions_io.check(actions, len(ids)), ids)
         self._batches.send(ids)
 
     def recv(self, timeout: float | None = None):
@@ -105,13 +106,13 @@ class EnvPoolAPI:
         try:
             a = self._pool.arrays
             copy = self.copy
-            obs = self._async_obs_io.read_batch(copy, rows)
+            obs = self._io.async_obs.read_batch(copy, rows)
             rew, term, trunc = a["a.rew"][rows], a["a.term"][rows], a["a.trunc"][rows]
             if copy:
                 rew, term, trunc = rew.copy(), term.copy(), trunc.copy()
-            done = np.logical_or(a["a.term"], a["a.trunc"]) if self._same_step else None
+            done = np.logical_or(a["a.term"], a["a.trunc"]) if self._io.same_step else None
             infos = batch_infos(_BatchInfos(self.batch_size)._add_info, a["a.info"], a["a.info.len"], rows,
-                                self._async_final_obs_io, done)
+                                self._io.async_final_obs, done)
             infos["env_id"] = env_ids
         finally:
             self._batches.release(rows, env_ids)

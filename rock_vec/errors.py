@@ -14,7 +14,6 @@ as its ``__cause__``, so it prints once with both tracebacks.
 from __future__ import annotations
 
 import signal
-import sys
 import traceback
 from multiprocessing import TimeoutError  # noqa: F401  (gymnasium's timeout type)
 

@@ -24,7 +24,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from .vector_env import AsyncVectorEnv, make_vec
+from .errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
+from .options import PoolOptions
+from .pool_io import PoolIO
 
 
 class RockVecEnv(VecEnv):
@@ -44,83 +46,133 @@ class RockVecEnv(VecEnv):
     """
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], start_method: str | None = None, **options: Any):
-        self._setup(AsyncVectorEnv(env_fns, context=start_method, autoreset_mode=AutoresetMode.SAME_STEP,
-                                   **options))
+        pool_options = PoolOptions.of(dict(options, context=start_method), "RockVecEnv")
+        self._adopt(PoolIO.of_fns(env_fns, pool_options, autoreset_mode=AutoresetMode.SAME_STEP))
 
     @classmethod
     def from_id(cls, env_id: str, n_envs: int, **options: Any) -> "RockVecEnv":
         """``n_envs`` copies of the registered env ``env_id``; ``options`` are
         rock_vec options and ``gymnasium.make`` kwargs (see ``make_vec``)."""
+        pool_options, env_kwargs = PoolOptions.take(options, "RockVecEnv.from_id")
         self = cls.__new__(cls)
-        self._setup(make_vec(env_id, n_envs, autoreset_mode=AutoresetMode.SAME_STEP, **options))
+        self._adopt(PoolIO.of_id(env_id, n_envs, env_kwargs, pool_options, AutoresetMode.SAME_STEP))
         return self
 
-    def _setup(self, venv: AsyncVectorEnv) -> None:
-        self.venv = venv
-        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+    def _adopt(self, io: PoolIO) -> None:
+        self._io = io
+        self._stepping = False  # a step_async awaits its step_wait
+        super().__init__(io.num_envs, io.single_observation_space, io.single_action_space)
+
+    # ---- the pool's shape ----
+
+    @property
+    def split(self):
+        """Which envs the learner steps and which the workers (``rock_vec.split.Split``)."""
+        return self._io.split
+
+    @property
+    def num_workers(self) -> int:
+        return self._io.pool.num_workers
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return self._io.worker_pids()
 
     # ---- stepping ----
 
     def reset(self):
-        options = [o if o else None for o in self._options]
-        self.venv._assert_is_running()
-        self.venv._send_reset(list(self._seeds), options, None)
-        obs, _ = self.venv.reset_wait()
-        self.reset_infos = [infos[0] for infos in self.venv._env_infos()]
+        self._assert_idle("reset")
+        io = self._io
+        io.start_reset(list(self._seeds), [o if o else None for o in self._options], None)
+        io.pool.collect(None, "reset")
+        self.reset_infos = [infos[0] for infos in io.env_infos()]
         self._reset_seeds()
         self._reset_options()
-        return self._as_dummy(obs)
+        return self._as_dummy(io.obs.read_batch(True))
 
     def step_async(self, actions: np.ndarray | list) -> None:
+        self._assert_idle("step_async")
         # SB3's actions are one per env: a list of dicts or tuples for Dict
         # and Tuple spaces, where gymnasium takes a dict or tuple of batches.
         per_env = isinstance(actions, (list, tuple)) and isinstance(self.action_space, (spaces.Dict, spaces.Tuple))
-        self.venv._start_step(actions, per_env)
+        self._io.start_step(actions, per_env)
+        self._stepping = True
 
     def step_wait(self) -> VecEnvStepReturn:
-        venv = self.venv
-        venv._collect(None, "step_wait")
+        self._assert_open()
+        if not self._stepping:
+            raise NoAsyncCallError("Calling `step_wait` without any prior call to `step_async`.", "step")
+        io = self._io
+        try:
+            io.pool.collect(None, "step_wait")
+        finally:
+            self._stepping = bool(io.pool.pending)
         # Read straight from the segment: every array returned below is new.
-        term, trunc = venv._term, venv._trunc
+        term, trunc = io.term, io.trunc
         dones = term | trunc
         done_list = dones.tolist()
         infos: list[dict] = []
-        for i, (env_infos, done, cut) in enumerate(zip(venv._env_infos(done_list), done_list,
-                                                       (trunc & ~term).tolist())):
+        for i, (env_infos, done, cut) in enumerate(zip(io.env_infos(done_list), done_list, (trunc & ~term).tolist())):
             info = env_infos[0]
             info["TimeLimit.truncated"] = cut  # keys in DummyVecEnv's order
             if done:
                 self.reset_infos[i] = env_infos[1]
-                others = env_infos[2] if len(env_infos) > 2 else None
-                info["terminal_observation"] = venv._final_obs_io.read_one(i, others)
+                info["terminal_observation"] = io.final_obs_of(i, env_infos)
             infos.append(info)
-        return self._as_dummy(venv._obs_io.read_batch(True)), venv._rew.astype(np.float32), dones, infos
+        return self._as_dummy(io.obs.read_batch(True)), io.rew.astype(np.float32), dones, infos
 
     def _as_dummy(self, obs):
         """Observations of the types DummyVecEnv returns: an OrderedDict for a Dict space."""
         return collections.OrderedDict(obs) if isinstance(self.observation_space, spaces.Dict) else obs
 
     def close(self) -> None:
-        self.venv.close()
+        """Closes every env and reaps every worker; a pending step is waited
+        for first (as SubprocVecEnv does). Idempotent."""
+        pool = self._io.pool
+        if pool.closed:
+            return
+        grace = 10.0
+        if self._stepping:
+            try:
+                pool.collect(grace, "step_wait")
+            except Exception:  # its results are dropped; a worker that cannot finish is killed
+                grace = 0.0
+            self._stepping = False
+        pool.close(grace=grace)
+
+    def _assert_open(self) -> None:
+        if self._io.pool.closed:
+            raise ClosedEnvironmentError(f"Trying to operate on `{type(self).__name__}`, after a call to `close()`.")
+
+    def _assert_idle(self, method: str) -> None:
+        self._assert_open()
+        if self._stepping:
+            raise AlreadyPendingCallError(
+                f"Calling `{method}` while waiting for a pending call to `step` to complete.", "step")
+
+    def _env_call(self, op: str, name: str, indices: list[int], args: tuple = (), kwargs: dict | None = None,
+                  values: list | None = None) -> list:
+        self._assert_idle(name or op)
+        return self._io.env_call(op, name, indices, args, kwargs, values)
 
     # ---- attributes and methods of the envs ----
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return self.venv._env_call("getattr", attr_name, list(self._get_indices(indices)))
+        return self._env_call("getattr", attr_name, list(self._get_indices(indices)))
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         targets = list(self._get_indices(indices))
-        self.venv._env_call("setattr_outer", attr_name, targets, values=[value] * len(targets))
+        self._env_call("setattr_outer", attr_name, targets, values=[value] * len(targets))
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        return self.venv._env_call("call", method_name, list(self._get_indices(indices)), method_args, method_kwargs)
+        return self._env_call("call", method_name, list(self._get_indices(indices)), method_args, method_kwargs)
 
     def has_attr(self, attr_name: str) -> bool:
         # Asked in the workers: the attribute itself (a method, say) need not travel.
-        return all(self.venv._env_call("hasattr", attr_name, list(range(self.num_envs))))
+        return all(self._env_call("hasattr", attr_name, list(range(self.num_envs))))
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return self.venv._env_call("is_wrapped", "", list(self._get_indices(indices)), (wrapper_class,))
+        return self._env_call("is_wrapped", "", list(self._get_indices(indices)), (wrapper_class,))
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         if self.render_mode != "rgb_array":
@@ -129,7 +181,7 @@ class RockVecEnv(VecEnv):
             warnings.warn(
                 f"The render mode is {self.render_mode}, but this method assumes it is `rgb_array` to obtain images.")
             return [None for _ in range(self.num_envs)]
-        return self.venv._env_call("call", "render", list(range(self.num_envs)))
+        return self._env_call("call", "render", list(range(self.num_envs)))
 
     def _get_indices(self, indices: VecEnvIndices) -> list[int]:
         """Env indices as SB3 reads them: None for all, an int or an

@@ -1,35 +1,26 @@
 """The gymnasium face: ``AsyncVectorEnv`` (drop-in) and ``make_vec``.
 
-This module only checks arguments and translates gymnasium's calls into
-``Pool.dispatch``/``Pool.collect``; every byte moves through the segment.
+This module keeps gymnasium's call states and checks its arguments; the data
+path is ``PoolIO``'s, and every byte moves through the segment.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from typing import Any, Callable, Sequence
 
-import cloudpickle
 import gymnasium as gym
 import numpy as np
 from gymnasium.spaces import Space
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.async_vector_env import AsyncState
-from gymnasium.vector.utils import batch_differing_spaces, batch_space
 
-from . import codec, errors
-from ._core import lib
+from . import errors
 from .envpool_api import EnvPoolAPI
+from .hosting import FORBIDDEN_CALLS
 from .infos import batch_infos
-from .actions import Actions
-from .layout import LeafIO
-from . import split
 from .options import PoolOptions
-from .pool import Pool, usable_cpus
-from .split import Split
-from .hosting import FORBIDDEN_CALLS, env_spec
-
+from .pool_io import PoolIO
 
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -105,108 +96,37 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         **options: Any,
     ):
         options = PoolOptions.of(dict(options, context=context), "AsyncVectorEnv")
-        env_fns = list(env_fns)
-        if not env_fns:
-            raise ValueError("env_fns is empty: a pool needs at least one env")
         if worker is not None:
             raise ValueError(
                 "rock_vec runs its own worker program (rock_vec.worker) over shared memory; a custom "
                 "gymnasium `worker` function cannot run there. Pass worker=None.")
-        for i, fn in enumerate(env_fns):
-            if not callable(fn):
-                raise TypeError(f"env_fns[{i}] is {type(fn).__name__}, not a callable that builds an env")
-        try:
-            cloudpickle.dumps(env_fns)
-        except Exception as exc:
-            raise TypeError(f"env_fns cannot be sent to the workers: cloudpickle failed: {exc}") from exc
-        self.env_fns = env_fns
-        self._setup(len(env_fns), env_fns[0], {"kind": "pickle"}, env_fns, copy, observation_mode, autoreset_mode,
-                    options, max_concurrency)
+        self._adopt(PoolIO.of_fns(env_fns, options, observation_mode, autoreset_mode, max_concurrency), copy)
+        self.observation_mode = observation_mode
         self.shared_memory, self.context, self.daemon = shared_memory, context, daemon
 
     # ---- construction ----
 
-    def _setup(self, num_envs: int, make_one: Callable[[], gym.Env], spec: dict, env_fns: list | None, copy: bool,
-               observation_mode, autoreset_mode, options: PoolOptions, max_concurrency: int | None = None) -> None:
-        self.num_envs = num_envs
-        self.copy = copy
-        self.observation_mode = observation_mode
-        self.autoreset_mode = (autoreset_mode if isinstance(autoreset_mode, AutoresetMode)
-                               else AutoresetMode(autoreset_mode))
-        dummy = make_one()
-        try:
-            self.metadata = dict(dummy.metadata)
-            self.metadata["autoreset_mode"] = self.autoreset_mode
-            self.render_mode = dummy.render_mode
-            self.single_action_space = dummy.action_space
-            self.action_space = batch_space(self.single_action_space, num_envs)
-            if isinstance(observation_mode, tuple) and len(observation_mode) == 2:
-                if not all(isinstance(s, Space) for s in observation_mode):
-                    raise TypeError("Expected both elements of observation_mode to be Spaces")
-                self.observation_space, self.single_observation_space = observation_mode
-            elif observation_mode == "same":
-                self.single_observation_space = dummy.observation_space
-                self.observation_space = batch_space(self.single_observation_space, num_envs)
-            elif observation_mode == "different":
-                self.single_observation_space = dummy.observation_space
-                self.observation_space = batch_differing_spaces([fn().observation_space for fn in env_fns])
-            else:
-                raise ValueError(
-                    f"Invalid `observation_mode`, expected: 'same' or 'different' or tuple of single and "
-                    f"batch observation space, actual got {observation_mode}")
-        finally:
-            dummy.close()
-        self.split = self._choose_split(num_envs, options, max_concurrency)
-        self._pool = Pool(
-            spec=spec, env_fns=env_fns, exact_obs_space=observation_mode == "same",
-            obs_space=self.single_observation_space, act_space=self.single_action_space, num_envs=num_envs,
-            split=self.split, autoreset_mode=self.autoreset_mode.value, options=options)
-        arrays = self._pool.arrays
-        self._obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "obs")
-        self._actions = Actions(self.single_action_space, self._pool.act_leaves, arrays, num_envs)
-        self._async_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "a.obs")
-        self._final_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "fobs")
-        self._async_final_obs_io = LeafIO(self.single_observation_space, self._pool.obs_leaves, arrays, "a.fobs")
-        self._same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
-        self._batches = self._pool.batches
-        self.batch_size = self._pool.batch_size
-        self._rew, self._term, self._trunc = arrays["rew"], arrays["term"], arrays["trunc"]
-        self._info, self._info_len = arrays["info"], arrays["info.len"]
+    def _adopt(self, io: PoolIO, copy: bool) -> None:
+        """Takes ``io``'s pool as this vector env's."""
+        self._io = io
+        self.num_envs, self.copy, self.env_fns = io.num_envs, copy, io.env_fns
+        self.autoreset_mode, self.metadata, self.render_mode = io.autoreset_mode, io.metadata, io.render_mode
+        self.single_observation_space, self.observation_space = io.single_observation_space, io.observation_space
+        self.single_action_space, self.action_space = io.single_action_space, io.action_space
+        self.split = io.split
+        self._pool = io.pool
+        self._batches = io.pool.batches
+        self.batch_size = io.pool.batch_size
         self._state = AsyncState.DEFAULT
         self._reset_mask: np.ndarray | None = None
-
-    @staticmethod
-    def _choose_split(num_envs: int, options: PoolOptions, max_concurrency: int | None) -> Split:
-        if options.backend_name == "docker" and options.learner_envs is None:
-            return split.choose(num_envs, usable_cpus(), envs_per_worker=options.envs_per_worker,
-                                num_workers=options.num_workers, max_concurrency=max_concurrency,
-                                all_in_workers="backend='docker' runs every env in a container")
-        if options.batch_size is not None and options.batch_size < num_envs and options.learner_envs is None:
-            return split.choose(num_envs, usable_cpus(), envs_per_worker=options.envs_per_worker,
-                                num_workers=options.num_workers, max_concurrency=max_concurrency,
-                                all_in_workers="async batches smaller than the pool keep the learner free")
-        return split.choose(num_envs, usable_cpus(), envs_per_worker=options.envs_per_worker,
-                            num_workers=options.num_workers, learner_envs=options.learner_envs,
-                            max_concurrency=max_concurrency)
 
     @classmethod
     def _from_id(cls, env_id: str, num_envs: int, env_kwargs: dict, copy: bool, autoreset_mode,
                  options: PoolOptions) -> "AsyncVectorEnv":
         self = cls.__new__(cls)
-        env_fns = None
-        try:
-            # The whole EnvSpec travels, entry point included, so a worker builds
-            # envs that only the learner registered (MiniGrid, ALE, a user's own).
-            spec: dict = {"kind": "make", "env_spec": json.loads(env_spec(env_id).to_json()), "kwargs": env_kwargs}
-            json.dumps(spec)
-        except (TypeError, ValueError, gym.error.Error):
-            # A spec or kwargs that JSON cannot carry travel pickled (local workers only).
-            spec = {"kind": "pickle"}
-            env_fns = [lambda: gym.make(env_id, **env_kwargs)] * num_envs
-        self.env_fns = env_fns
+        self._adopt(PoolIO.of_id(env_id, num_envs, env_kwargs, options, autoreset_mode), copy)
+        self.observation_mode = "same"
         self.shared_memory, self.context, self.daemon = True, options.context, True
-        self._setup(num_envs, lambda: gym.make(env_id, **env_kwargs), spec, env_fns, copy, "same",
-                    autoreset_mode, options)
         return self
 
     # ---- the pool's shape ----
@@ -222,7 +142,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
 
     @property
     def worker_pids(self) -> list[int]:
-        return [self._pool.seg.slot(w).host_pid for w in range(self._pool.num_workers)]
+        return self._io.worker_pids()
 
     @property
     def np_random_seed(self) -> tuple[int, ...]:
@@ -279,19 +199,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
                     "`options['reset_mask']` must contain a boolean array with at least one True value, "
                     f"got reset_mask={mask}")
             mask = mask.copy()
-        self._send_reset(seeds, [options] * self.num_envs, mask)
-
-    def _send_reset(self, seeds: list, options: list, mask: np.ndarray | None) -> None:
-        """Starts a reset of the envs in ``mask`` (all when None), each with its
-        own seed and options."""
-        pool = self._pool
-        hosts = pool.hosts if mask is None else pool.hosts_of(mask)
-        requests = {}
-        for h in hosts:
-            lo, hi = pool.range_of(h)
-            requests[h] = {"seeds": seeds[lo:hi], "options": options[lo:hi],
-                           "mask": None if mask is None else mask[lo:hi].tolist()}
-        pool.dispatch(lib.RV_CMD_RESET, hosts, requests, what="reset options")
+        self._io.start_reset(seeds, [options] * self.num_envs, mask)
         self._reset_mask = mask
         self._state = AsyncState.WAITING_RESET
 
@@ -305,9 +213,10 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         self._assert_is_running()
         self._assert_waiting(AsyncState.WAITING_RESET, "reset_wait")
         self._collect(timeout, "reset_wait")
-        lengths = self._info_len if self._reset_mask is None else self._info_len * self._reset_mask
-        infos = batch_infos(self._add_info, self._info, lengths, slice(0, self.num_envs))
-        return self._obs_io.read_batch(self.copy), infos
+        io = self._io
+        lengths = io.info_len if self._reset_mask is None else io.info_len * self._reset_mask
+        infos = batch_infos(self._add_info, io.info, lengths, slice(0, self.num_envs))
+        return io.obs.read_batch(self.copy), infos
 
     # ---- step ----
 
@@ -335,15 +244,9 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
             KeyError, IndexError: a Dict key or Tuple item missing.
             AlreadyPendingCallError: if another call is pending.
         """
-        self._start_step(actions)
-
-    def _start_step(self, actions, per_env: bool = False) -> None:
-        """``step_async``; ``per_env``: ``actions`` is a sequence of one
-        action per env (Stable-Baselines3's form for Dict and Tuple spaces)."""
         self._assert_is_running()
         self._assert_idle("step_async")
-        self._actions.write(self._actions.check(actions, self.num_envs, per_env))
-        self._pool.dispatch(lib.RV_CMD_STEP)
+        self._io.start_step(actions)
         self._state = AsyncState.WAITING_STEP
 
     def step_wait(self, timeout: float | None = None):
@@ -357,16 +260,12 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         self._assert_is_running()
         self._assert_waiting(AsyncState.WAITING_STEP, "step_wait")
         self._collect(timeout, "step_wait")
-        done = np.logical_or(self._term, self._trunc) if self._same_step else None
-        infos = batch_infos(self._add_info, self._info, self._info_len, slice(0, self.num_envs),
-                            self._final_obs_io, done)
-        return self._step_results(infos)
-
-    def _step_results(self, infos):
+        io = self._io
+        done = np.logical_or(io.term, io.trunc) if io.same_step else None
+        infos = batch_infos(self._add_info, io.info, io.info_len, slice(0, self.num_envs), io.final_obs, done)
         if self.copy:
-            return (self._obs_io.read_batch(True), self._rew.copy(), self._term.copy(),
-                    self._trunc.copy(), infos)
-        return self._obs_io.read_batch(False), self._rew, self._term, self._trunc, infos
+            return io.obs.read_batch(True), io.rew.copy(), io.term.copy(), io.trunc.copy(), infos
+        return io.obs.read_batch(False), io.rew, io.term, io.trunc, infos
 
     # ---- call / attributes ----
 
@@ -390,9 +289,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         self._assert_idle("call_async")
         if name in FORBIDDEN_CALLS:
             raise ValueError(f"Trying to call function `{name}` with `call`, use `{name}` directly instead.")
-        request = {"op": "call", "name": name, "args": args, "kwargs": kwargs}
-        self._pool.dispatch(lib.RV_CMD_CALL, self._pool.hosts, {h: request for h in self._pool.hosts},
-                            what=f"arguments of `{name}`")
+        self._io.start_call(name, args, kwargs)
         self._state = AsyncState.WAITING_CALL
 
     def call_wait(self, timeout: float | None = None) -> tuple[Any, ...]:
@@ -405,10 +302,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         self._assert_is_running()
         self._assert_waiting(AsyncState.WAITING_CALL, "call_wait")
         self._collect(timeout, "call_wait")
-        results: list = []
-        for reply in self._pool.replies():
-            results.extend(codec.decode(reply))
-        return tuple(results)
+        return self._io.call_results()
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         """The attribute ``name`` of every sub-environment."""
@@ -513,41 +407,14 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
 
     def _env_call(self, op: str, name: str, indices: list[int], args: tuple = (), kwargs: dict | None = None,
                   values: list | None = None) -> list:
-        """One worker op on the envs ``indices`` (in that order); the results
-        of ops that return something, in the same order."""
+        """``PoolIO.env_call``, when no other call is pending."""
         self._assert_is_running()
         self._assert_idle(op)
-        per_host: dict[int, list[int]] = {}
-        for k, i in enumerate(indices):
-            if not 0 <= i < self.num_envs:
-                raise IndexError(f"env index {i} out of range: the pool has envs 0..{self.num_envs - 1}")
-            per_host.setdefault(int(self._pool.host_of[i]), []).append(k)
-        requests = {
-            h: {"op": op, "name": name, "args": args, "kwargs": kwargs or {}, "envs": [indices[k] for k in ks],
-                "values": None if values is None else [values[k] for k in ks]}
-            for h, ks in per_host.items()}
-        self._pool.dispatch(lib.RV_CMD_CALL, sorted(requests), requests, what=f"arguments of `{name}`")
         self._state = AsyncState.WAITING_CALL
         try:
-            self._collect(None, op)
+            return self._io.env_call(op, name, indices, args, kwargs, values)
         finally:
             self._state = AsyncState.DEFAULT
-        results: list = [None] * len(indices)
-        for h, reply in zip(sorted(requests), self._pool.replies()):
-            if reply is not None:
-                for k, value in zip(per_host[h], codec.decode(reply)):
-                    results[k] = value
-        return results
-
-    def _env_infos(self, done: list[bool] | None = None) -> list[list[dict]]:
-        """Each env's infos of the last step or reset, unbatched: [info], or
-        for an env that ended in SAME_STEP mode (``done``), [its last info,
-        its reset info] and, when some leaves of its final obs travelled
-        with them, those leaves third; its final obs is
-        ``_final_obs_io.read_one(i, infos[2] if len(infos) > 2 else None)``."""
-        info, done = self._info, done or [False] * self.num_envs
-        return [codec.decode(info[i, :n]) if n else [{}, {}] if done[i] else [{}]
-                for i, n in enumerate(self._info_len.tolist())]
 
 
 def make_vec(
@@ -577,8 +444,5 @@ def make_vec(
             bad option value.
         gymnasium.error.Error: if env_id is not registered.
     """
-    if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
     options, env_kwargs = PoolOptions.take(kwargs, "make_vec")
-    env_spec(env_id)  # fails fast, with gymnasium's own message, on an unknown id
-    return AsyncVectorEnv._from_id(env_id, int(num_envs), env_kwargs, copy, autoreset_mode, options)
+    return AsyncVectorEnv._from_id(env_id, num_envs, env_kwargs, copy, autoreset_mode, options)

@@ -126,7 +126,7 @@ def test_subproc_vec_envs_start_methods_map_onto_the_launchers(start_method):
     venv = RockVecEnv([lambda: SpaceEnv()] * 2, start_method=start_method)
     try:
         assert venv.reset().shape == (2, 3)
-        parents = {psutil.Process(pid).ppid() for pid in venv.venv.worker_pids}
+        parents = {psutil.Process(pid).ppid() for pid in venv.worker_pids}
         assert (parents == {os.getpid()}) == (start_method == "spawn")  # else forked by the fork server
     finally:
         venv.close()

@@ -218,7 +218,8 @@ def _remove_containers(label: str, docker_host: str | None) -> None:
         import docker
 
         engine = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
-        for container in engine.containers.list(all=True, filters={"label": label}):
+        # sparse: no inspect per container, so one removed meanwhile (auto-remove) cannot fail the listing
+        for container in engine.containers.list(all=True, filters={"label": label}, sparse=True):
             try:
                 container.remove(force=True)
             except Exception:  # noqa: BLE001 - auto-remove got there first

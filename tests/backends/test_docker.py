@@ -65,7 +65,7 @@ def by_value():
 
 def our_containers(client, pool_label=None):
     filters = {"label": pool_label or "rock_vec.pool"}
-    return client.containers.list(all=True, filters=filters)
+    return client.containers.list(all=True, filters=filters, ignore_removed=True)
 
 
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
