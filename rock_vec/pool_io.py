@@ -230,4 +230,7 @@ class PoolIO:
         return self.final_obs.read_one(i, env_infos[2] if len(env_infos) > 2 else None)
 
     def worker_pids(self) -> list[int]:
+        """Each worker's process id on this host (a container's main process), none once closed."""
+        if self.pool.closed:
+            return []
         return [int(self.pool.seg.slot(w).host_pid) for w in range(self.pool.num_workers)]

@@ -137,6 +137,31 @@ def test_an_unknown_start_method_raises_as_subproc_vec_env_does():
         RockVecEnv([lambda: SpaceEnv()] * 2, start_method="illegal_method")
 
 
+def test_calls_out_of_order_raise_and_leave_the_pool_usable():
+    from rock_vec.errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
+
+    venv = RockVecEnv.from_id("CartPole-v1", 4, envs_per_worker=2)
+    try:
+        venv.reset()
+        with pytest.raises(NoAsyncCallError, match="without any prior call to `step_async`"):
+            venv.step_wait()
+        venv.step_async(np.zeros(4, np.int64))
+        for call in (lambda: venv.step_async(np.zeros(4, np.int64)), venv.reset, lambda: venv.get_attr("spec")):
+            with pytest.raises(AlreadyPendingCallError, match="pending call to `step`"):
+                call()
+        obs, rew, dones, infos = venv.step_wait()
+        assert obs.shape == (4, 4) and rew.dtype == np.float32 and len(infos) == 4
+        venv.step_async(np.ones(4, np.int64))
+        pids = venv.worker_pids
+    finally:
+        venv.close()  # with a step pending: it is waited for, as SubprocVecEnv does
+    assert venv.num_workers == 2 and len(pids) == 2 and venv.worker_pids == []
+    assert not any(psutil.pid_exists(p) for p in pids)
+    venv.close()  # idempotent
+    with pytest.raises(ClosedEnvironmentError, match="after a call to `close\\(\\)`"):
+        venv.reset()
+
+
 def test_make_vec_env_builds_it_and_sb3_wrappers_work_on_top():
     venv = make_vec_env("CartPole-v1", n_envs=4, vec_env_cls=RockVecEnv, vec_env_kwargs={"num_workers": 2})
     try:
