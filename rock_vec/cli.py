@@ -508,7 +508,7 @@ def _stray_containers() -> tuple[list, str | None]:
     and why none could be looked for (no SDK, no engine), or None."""
     import socket
 
-    from . import registry
+    from .segment import pid_alive
 
     try:
         import docker
@@ -522,7 +522,7 @@ def _stray_containers() -> tuple[list, str | None]:
     host = socket.gethostname()
     stray = []
     for c in engine.containers.list(all=True, filters={"label": "rock_vec.learner"}, ignore_removed=True):
-        if c.labels.get("rock_vec.host") == host and not registry.alive(int(c.labels["rock_vec.learner"])):
+        if c.labels.get("rock_vec.host") == host and not pid_alive(int(c.labels["rock_vec.learner"])):
             stray.append(c)
     return stray, None
 

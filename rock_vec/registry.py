@@ -15,6 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .segment import pid_alive
+
 
 def folder() -> Path:
     """This user's registry folder (created on first use)."""
@@ -46,16 +48,6 @@ def forget(learner_pid: int, pool_id: str) -> None:
         pass
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def entries() -> list[dict]:
     """Every listed pool, oldest first, each with ``stale`` (its learner is gone)."""
     out = []
@@ -64,7 +56,7 @@ def entries() -> list[dict]:
             entry = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        entry["stale"] = not alive(int(entry.get("learner_pid", -1)))
+        entry["stale"] = not pid_alive(int(entry.get("learner_pid", -1)))
         entry["path"] = str(path)
         out.append(entry)
     return sorted(out, key=lambda e: e.get("started", 0))

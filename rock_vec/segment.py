@@ -133,7 +133,8 @@ class Segment:
             raise
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -157,7 +158,7 @@ def stale_segments() -> list[str]:
             pid = int(name[len(NAME_PREFIX) :].split(".")[0])
         except ValueError:
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             found.append(os.path.join(SHM_DIR, name))
     return found
 

@@ -18,7 +18,7 @@ import pytest
 
 import rock_vec
 from rock_vec import bench, cli, synthetic
-from rock_vec.segment import NAME_PREFIX, SHM_DIR, _pid_alive
+from rock_vec.segment import NAME_PREFIX, SHM_DIR, pid_alive
 from rock_vec.synthetic import SYNTHETIC_ID, SYNTHETIC_MAKE_ID, SyntheticEnv
 
 COLUMNS = ["workload", "envs", "runner", "layout", "envs step in", "steps/s", "vs_sync", "vs_async"]
@@ -350,7 +350,7 @@ def _dead_pid() -> int:
     with open("/proc/sys/kernel/pid_max") as f:
         pid_max = int(f.read())
     for pid in range(pid_max - 1, 1, -1):
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return pid
     pytest.skip("no free pid")
 
