@@ -457,6 +457,7 @@ def _ps() -> int:
     import time
 
     from . import registry
+    from .segment import pid_alive
 
     pools = registry.entries()
     if not pools:
@@ -473,7 +474,7 @@ def _ps() -> int:
         for w in p["workers"]:
             lo, hi = w["envs"]
             where = f"  {w['where']}" if w.get("where") else ""
-            state = "" if registry.alive(w["pid"]) else "  (gone)"
+            state = "" if pid_alive(w["pid"]) else "  (gone)"
             print(f"  worker {w['index']:<3} pid {w['pid']:<8} envs {lo}..{hi - 1}{where}{state}")
     return EXIT_OK
 
