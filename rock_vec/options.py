@@ -52,6 +52,11 @@ class PoolOptions:
         gpu: the learner's GPU (index, UUID or PCI bus id): workers go to
             its NUMA node (placement "numa" by default), and containers get
             it as a device.
+        cpus: the CPUs the pool may use, its learner share included: a
+            count (it sizes the split and the spinning and pins nothing;
+            what Ray grants an actor) or CPU ids (workers run only on those;
+            placement "numa" plans within them). None: every CPU this
+            process may run on.
 
     Raises:
         ValueError: naming the option and what it takes.
@@ -72,6 +77,7 @@ class PoolOptions:
     memory_limit: str | None = None
     placement: str | None = None
     gpu: int | str | None = None
+    cpus: int | tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         _positive_int("envs_per_worker", self.envs_per_worker)
@@ -100,6 +106,16 @@ class PoolOptions:
             raise ValueError(f"placement must be 'numa' or None, got {self.placement!r}")
         if self.gpu is not None and (isinstance(self.gpu, bool) or not isinstance(self.gpu, (int, str))):
             raise ValueError(f"gpu must be a GPU index, UUID or PCI bus id, got {self.gpu!r}")
+        if self.cpus is not None and not isinstance(self.cpus, int):
+            try:
+                ids = tuple(sorted(set(self.cpus)))
+            except TypeError:
+                raise ValueError(f"cpus must be a count or CPU ids, got {self.cpus!r}") from None
+            if not ids or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in ids):
+                raise ValueError(f"cpus must be a count or CPU ids (ints >= 0), got {self.cpus!r}")
+            object.__setattr__(self, "cpus", ids)
+        else:
+            _positive_int("cpus", self.cpus)
         if self.backend is not None and self.context is not None and self.backend != self.backend_name:
             raise ValueError(f"context={self.context!r} asks for the {self.backend_name!r} backend, "
                              f"not backend={self.backend!r}: give one of them")
@@ -110,6 +126,11 @@ class PoolOptions:
         if self.backend is not None and self.context is None:
             return self.backend
         return "spawn" if self.context == "spawn" else "forkserver"
+
+    @property
+    def cpu_ids(self) -> tuple[int, ...] | None:
+        """The CPU ids given as ``cpus``, or None (a count or nothing given)."""
+        return self.cpus if isinstance(self.cpus, tuple) else None
 
     @classmethod
     def take(cls, kwargs: dict, where: str) -> tuple["PoolOptions", dict]:

@@ -46,12 +46,14 @@ WORKER_SPIN_NS = 200_000  # workers adapt: they spin only while the learner come
 LOCAL = -1  # the host id of the envs the learner steps itself
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on."""
+def usable_cpus(options: PoolOptions | None = None) -> int:
+    """How many CPUs a pool may use: its ``cpus`` option, else those this process may run on."""
+    if options is not None and options.cpus is not None:
+        return options.cpus if isinstance(options.cpus, int) else len(options.cpus)
     return len(os.sched_getaffinity(0))
 
 
-def spin_budgets(policy: str, num_workers: int) -> tuple[int, int]:
+def spin_budgets(policy: str, num_workers: int, cpus: int) -> tuple[int, int]:
     """Nanoseconds the learner and a worker spin before sleeping.
 
     'auto' never lets spinners outnumber CPUs. While the learner waits for a
@@ -62,7 +64,6 @@ def spin_budgets(policy: str, num_workers: int) -> tuple[int, int]:
         return 0, 0
     if policy == "spin":
         return 1_000_000, 1_000_000
-    cpus = usable_cpus()
     return (LEARNER_SPIN_NS if num_workers + 1 <= cpus else 0), (WORKER_SPIN_NS if num_workers <= cpus else 0)
 
 
@@ -129,13 +130,17 @@ class Pool:
         self.host_of = np.repeat(np.arange(LOCAL, num_workers), sizes)  # env -> host (LOCAL: the learner)
         self.hosts = ([LOCAL] if split.learner_envs else []) + list(range(num_workers))
         self.on_worker_failure, self.max_restarts = options.on_worker_failure, options.max_restarts
-        self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers)
+        self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers, usable_cpus(options))
         self.placement = None
         if options.placement == "numa" or options.gpu is not None:
             from .backends import placement, topology
 
             self.placement = placement.plan(topology.read(), num_workers, options.gpu,
-                                            learner_cores=1 if split.learner_envs else 0)
+                                            learner_cores=1 if split.learner_envs else 0, cpus=options.cpu_ids)
+        elif options.cpu_ids is not None:
+            from .backends import placement
+
+            self.placement = placement.confine(num_workers, options.cpu_ids)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)
         self.act_leaves = action_leaves(act_space, codec_bytes)
 

@@ -119,8 +119,9 @@ class DockerBackend:
         if self.placement is not None:
             from .topology import format_cpulist
 
-            placed = {"cpuset_cpus": format_cpulist(self.placement.workers[index]),
-                      "cpuset_mems": format_cpulist(self.placement.mems[index])}
+            placed = {"cpuset_cpus": format_cpulist(self.placement.workers[index])}
+            if self.placement.mems[index]:  # none when the pool is only confined to CPUs
+                placed["cpuset_mems"] = format_cpulist(self.placement.mems[index])
             gpu = self.placement.gpu
             if gpu is not None:
                 import docker

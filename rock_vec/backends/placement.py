@@ -26,7 +26,7 @@ class Placement:
     """A plan: the learner's CPUs, each worker's CPUs and memory nodes, the
     GPU it was made for, and notes on what could not be had."""
 
-    node: int
+    node: int | None  # None: workers confined to CPUs, not placed on a node
     learner_cpus: tuple[int, ...]
     workers: tuple[tuple[int, ...], ...]
     mems: tuple[tuple[int, ...], ...]
@@ -38,7 +38,7 @@ class Placement:
         return {"workers": [list(c) for c in self.workers], "mems": [list(m) for m in self.mems]}
 
     def describe(self) -> str:
-        lines = [f"node {self.node}" + (f", GPU {self.gpu.index} ({self.gpu.bus_id}"
+        lines = [(f"node {self.node}" if self.node is not None else "confined to cpus") + (f", GPU {self.gpu.index} ({self.gpu.bus_id}"
                                          f"{', ' + self.gpu.uuid if self.gpu.uuid else ''})" if self.gpu else ""),
                  f"learner    cpus {format_cpulist(self.learner_cpus) or '-'}"]
         for w, (cpus, mems) in enumerate(zip(self.workers, self.mems)):
@@ -106,6 +106,22 @@ def plan(top: Topology, workers: int, gpu: int | str | None = None, learner_core
         notes.append(f"node {node} has too few free cores: workers also on node(s) {', '.join(map(str, spilled))}")
     return Placement(node, tuple(c for k in learner for c in k.cpus), tuple(k.cpus for k in chosen),
                      tuple((k.node,) for k in chosen), the_gpu, tuple(notes))
+
+
+def confine(workers: int, cpus) -> Placement:
+    """Every worker may run on any of ``cpus``; none is pinned to a core,
+    memory goes where the kernel puts it.
+
+    Raises:
+        ValueError: CPUs this process may not use.
+    """
+    allowed = os.sched_getaffinity(0)
+    outside = sorted(set(cpus) - allowed)
+    if outside:
+        raise ValueError(f"cpus {format_cpulist(outside)} are not usable by this process "
+                         f"(it may use {format_cpulist(allowed)})")
+    ids = tuple(sorted(set(cpus)))
+    return Placement(None, (), (ids,) * workers, ((),) * workers)
 
 
 # ---- applying a plan in a worker process ----

@@ -112,3 +112,36 @@ def test_a_numa_placed_pool_pins_its_workers_where_the_plan_says():
         assert envs.step(np.zeros(4, np.int64))[0].shape == (4, 4)
     finally:
         envs.close()
+
+
+def test_a_cpu_count_sizes_the_split_and_pins_nothing():
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=8, cpus=3)
+    try:
+        # three CPUs: the learner's share and two workers, whatever this machine has
+        assert envs.num_workers == 2 and envs.split.learner_envs > 0 and envs.placement is None
+        assert all(os.sched_getaffinity(pid) == os.sched_getaffinity(0) for pid in envs.worker_pids)
+    finally:
+        envs.close()
+
+
+def test_cpu_ids_confine_the_workers_to_them():
+    mine = sorted(os.sched_getaffinity(0))
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=4, num_workers=2, cpus=[mine[-1]])
+    try:
+        assert [os.sched_getaffinity(pid) for pid in envs.worker_pids] == [{mine[-1]}] * 2
+        assert envs.placement.describe().startswith("confined to cpus")
+        envs.reset(seed=0)
+        assert envs.step(np.zeros(4, np.int64))[0].shape == (4, 4)
+    finally:
+        envs.close()
+
+
+@pytest.mark.parametrize("cpus, message", [
+    (0, "cpus must be an int >= 1 or None, got 0"),
+    ([], "cpus must be a count or CPU ids"),
+    (["a"], "cpus must be a count or CPU ids"),
+    ([10_000], "cpus 10000 are not usable by this process"),
+])
+def test_bad_cpus_get_clear_errors(cpus, message):
+    with pytest.raises(ValueError, match=message):
+        rock_vec.make_vec("CartPole-v1", num_envs=2, num_workers=1, cpus=cpus)
