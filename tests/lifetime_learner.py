@@ -25,7 +25,7 @@ if __name__ == "__main__":  # workers run this module's top level too (as __mp_m
     backend = {"backend": sys.argv[3]} if len(sys.argv) > 3 else {}
     envs = rock_vec.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 4, num_workers=2, context=context, **backend)
     envs.reset(seed=0)
-    server = ForkServer.get().proc.pid if context != "spawn" else None
+    server = ForkServer.get().pid if context != "spawn" else None
     print(json.dumps({"workers": envs.worker_pids, "server": server, "learner": os.getpid()}), flush=True)
     actions = np.zeros(4, np.int64)
     if mode == "loop":

@@ -60,6 +60,19 @@ def test_sigkill_of_the_learner_leaves_nothing_after_one_second():
     assert not segments_of(pids["learner"])
 
 
+def test_the_fork_server_lives_apart_and_outlives_a_killed_process_group():
+    """What a shell does to a job, and Ray to an actor's children: the server
+    is in no group of the learner's and not its child, so it cleans up."""
+    proc, pids = start("sleep")
+    with open(f"/proc/{pids['server']}/stat") as f:
+        ppid, pgid, sid = (int(x) for x in f.read().split(")")[-1].split()[1:4])
+    assert ppid != pids["learner"]
+    assert pgid != os.getpgid(pids["learner"]) and sid != os.getsid(pids["learner"])
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert wait_gone(pids["workers"] + [pids["server"]], 1.0) is not None, "processes outlived the learner by 1 s"
+
+
 @pytest.mark.parametrize("to", ["learner", "process_group"])
 def test_ctrl_c_ends_the_learner_with_one_traceback_and_nothing_left(to):
     proc, pids = start("loop")

@@ -18,6 +18,11 @@ one and for the learner, in one ``poll`` loop.
   exits.
 - Workers get SIGKILL if the server dies (PR_SET_PDEATHSIG).
 
+The server runs in its own session and is not the learner's child (it forks
+once more at start): whatever kills the learner with its children or its
+process group (Ray kills an actor's children, a shell its job) leaves the
+server alive to clean up after it.
+
 Control messages (spawn, release) are JSON lines on a socketpair; they are
 rare and never on the step path.
 """
@@ -66,11 +71,10 @@ class _Pool:
 
 
 class Server:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, learner_fd: int):
         self.sock = sock
         self.server_pid = os.getpid()
-        self.learner = os.getppid()
-        self.learner_fd = os.pidfd_open(self.learner)
+        self.learner_fd = learner_fd
         self.pools: dict[str, _Pool] = {}
         self.containers: dict[str, tuple] = {}  # label of a pool's containers -> (DOCKER_HOST, segment path)
         self.children: dict[int, tuple[str, int, int]] = {}  # pidfd -> (pool, index, pid)
@@ -203,13 +207,14 @@ class Server:
                     os.unlink(pool.path)
                 except FileNotFoundError:
                     pass
-        for label, (docker_host, segment) in self.containers.items():
-            _remove_containers(label, docker_host)
+        for _, segment in self.containers.values():  # names first: removing containers takes seconds
             if segment and segment.startswith("/dev/shm/"):
                 try:
                     os.unlink(segment)
                 except FileNotFoundError:
                     pass
+        for label, (docker_host, _) in self.containers.items():
+            _remove_containers(label, docker_host)
 
 
 def _remove_containers(label: str, docker_host: str | None) -> None:
@@ -245,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from .. import worker  # noqa: F401
 
+    learner_fd = os.pidfd_open(os.getppid())  # while the learner is still our parent: no pid reuse race
+    if os.fork() > 0:  # detach: the learner reaps this parent at once; the server lives on, not its child
+        os._exit(0)
     with socket.socket(fileno=args.fd) as sock:
-        Server(sock).run()
+        Server(sock, learner_fd).run()
     return 0
 
 
@@ -273,36 +281,40 @@ class ForkServer:
     def __init__(self, start_timeout: float = 60.0):
         self.owner = os.getpid()
         ours, theirs = socket.socketpair()
-        self.proc = subprocess.Popen(
+        starter = subprocess.Popen(
             [*python_running("rock_vec.backends.forkserver"), "--fd", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], env=child_environment(), stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         theirs.close()
         self.sock = ours
         self.lock = threading.Lock()
         self.inbox = b""
-        self.events: list[dict] = []
-        self._read(start_timeout, "ready")
+        self.pid, self.pidfd = starter.pid, None
+        try:
+            self.pid = self._read(start_timeout, "ready", starter)["ready"]
+            self.pidfd = os.pidfd_open(self.pid)
+        finally:
+            starter.wait()  # it forked the server and exited (or failed to start)
         atexit.register(self.stop)
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self.pidfd is None:
+            return False
+        return not select.select([self.pidfd], [], [], 0)[0]  # readable once the server has exited
 
     def describe_death(self) -> str:
-        from ..errors import how_it_ended
-
-        code = self.proc.poll()
-        if code is None:
-            return "running"
-        return how_it_ended(max(code, 0), max(-code, 0))
+        # Not our child: its exit status is not ours to read.
+        return "running" if self.alive() else "has ended (killed, or crashed)"
 
     def request(self, msg: dict, reply_key: str, timeout: float) -> dict:
         with self.lock:
             self.sock.sendall(json.dumps(msg).encode() + b"\n")
             return self._read(timeout, reply_key)
 
-    def _read(self, timeout: float, key: str) -> dict:
+    def _read(self, timeout: float, key: str, starter: subprocess.Popen | None = None) -> dict:
         deadline = time.monotonic() + timeout
+        closed = False
         while True:
             while b"\n" in self.inbox:
                 line, self.inbox = self.inbox.split(b"\n", 1)
@@ -312,28 +324,43 @@ class ForkServer:
                 if key in reply:
                     return reply
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.alive():
+            starting_failed = starter is not None and starter.poll() not in (None, 0)
+            if remaining <= 0 or starting_failed or closed or (starter is None and not self.alive()):
+                from ..errors import how_it_ended
+
+                if starting_failed:
+                    ended = how_it_ended(max(starter.returncode, 0), max(-starter.returncode, 0))
+                elif starter is not None and starter.returncode is None:
+                    ended = "still starting"
+                else:
+                    ended = self.describe_death()
                 raise ForkServerError(
-                    f"the rock_vec fork server (pid {self.proc.pid}) did not answer "
-                    f"{key!r} within {timeout:.1f} s ({self.describe_death()})"
+                    f"the rock_vec fork server (pid {self.pid}) did not answer "
+                    f"{key!r} within {timeout:.1f} s ({ended})"
                 )
             self.sock.settimeout(min(remaining, 0.1))
             try:
                 data = self.sock.recv(1 << 16)
             except (socket.timeout, BlockingIOError):
                 continue
-            if not data:
-                self.proc.wait(timeout=5)
+            if not data:  # the server closed its end: it is gone, or going
+                if starter is not None:
+                    starter.wait()
+                elif self.pidfd is not None:
+                    select.select([self.pidfd], [], [], 5)
+                closed = True
                 continue
             self.inbox += data
 
     def stop(self) -> None:
         """Closes the control socket: the server kills what is left and exits."""
-        try:
-            self.sock.close()
-            self.proc.wait(timeout=5)
-        except Exception:
-            self.proc.kill()
+        self.sock.close()
+        if self.pidfd is None:
+            return
+        if not select.select([self.pidfd], [], [], 5)[0]:
+            _kill(self.pid)
+        os.close(self.pidfd)
+        self.pidfd = None
 
 
 class ForkServerBackend:
@@ -366,7 +393,7 @@ class ForkServerBackend:
         """Why every worker is gone (the fork server died), or None."""
         if self.server.alive():
             return None
-        return (f"the rock_vec fork server (pid {self.server.proc.pid}) {self.server.describe_death()}; "
+        return (f"the rock_vec fork server (pid {self.server.pid}) {self.server.describe_death()}; "
                 "every worker of the pool went with it")
 
 

@@ -213,7 +213,10 @@ def test_a_container_over_its_memory_limit_is_reported_as_out_of_memory(engine, 
         envs.close()
 
 
-def test_a_killed_learner_leaves_no_container_and_no_segment_within_five_seconds(engine, tmp_path):
+@pytest.mark.parametrize("kill", ["learner", "process_group"])
+def test_a_killed_learner_leaves_no_container_and_no_segment_within_five_seconds(engine, kill):
+    """Also when its whole process group dies with it, as a shell's job or a
+    Ray actor with its children does: the fork server lives apart to clean up."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.Popen([sys.executable, str(LEARNER), "loop", "-", "docker"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
@@ -221,7 +224,10 @@ def test_a_killed_learner_leaves_no_container_and_no_segment_within_five_seconds
         info = json.loads(proc.stdout.readline())
         label = f"rock_vec.learner={info['learner']}"
         assert len(our_containers(engine, label)) == 2
-        os.kill(proc.pid, signal.SIGKILL)
+        if kill == "learner":
+            os.kill(proc.pid, signal.SIGKILL)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
         started = time.monotonic()
         while our_containers(engine, label) and time.monotonic() - started < 5:
             time.sleep(0.1)
