@@ -192,6 +192,65 @@ def _envpool(wl: Workload, num_envs: int, layout: int | None, batch_size: int | 
     return envs
 
 
+#: CPUs of each RLlib EnvRunner actor (``num_cpus_per_env_runner``).
+RLLIB_RUNNER_CPUS = 2
+#: Env steps one ``rllib`` round samples, per env.
+RLLIB_STEPS_PER_ENV = 128
+
+
+class EnvRunnerActor:
+    """One of RLlib's SingleAgentEnvRunners as a Ray actor of
+    ``RLLIB_RUNNER_CPUS`` CPUs (as ``num_cpus_per_env_runner`` gives it),
+    sampling ``num_envs`` envs with PPO's default policy, vectorised by a
+    rock_vec pool (``rock_vec.ray``) or by RLlib's default (``"sync"``).
+
+    Ray is started here if it is not yet (logical CPUs for two such actors:
+    a group builds both, then measures them in turn, never together)."""
+
+    def __init__(self, wl: Workload, num_envs: int, rock_vec_pool: bool):
+        import ray
+        from ray.rllib.algorithms.ppo import PPOConfig
+        from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+        if not ray.is_initialized():
+            ray.init(num_cpus=2 * RLLIB_RUNNER_CPUS, include_dashboard=False, log_to_driver=False)
+        if rock_vec_pool:
+            from . import ray as rock_vec_ray
+
+            env, mode = rock_vec_ray.register(f"rock_vec:{wl.env_id}", wl.env_id), "vector_entry_point"
+        else:
+            env, mode = wl.env_id, "sync"
+        config = (PPOConfig().environment(env, env_config=dict(wl.kwargs))
+                  .env_runners(num_envs_per_env_runner=num_envs, num_cpus_per_env_runner=RLLIB_RUNNER_CPUS,
+                               gym_env_vectorize_mode=mode))
+        self.actor = ray.remote(num_cpus=RLLIB_RUNNER_CPUS)(SingleAgentEnvRunner).remote(config=config)
+        self.num_envs = num_envs
+        split = ray.get(self.actor.apply.remote(lambda runner: getattr(runner.env.unwrapped, "split", None)))
+        self.num_workers = split.num_workers if split else None
+        self.learner_envs = split.learner_envs if split else num_envs
+
+    def sample(self, steps: int) -> None:
+        """Samples ``steps`` env steps (RLlib stops between ``steps`` and
+        ``steps + num_envs - 1``); the episodes stay in the actor."""
+        import ray
+
+        ray.get(self.actor.apply.remote(lambda runner: len(runner.sample(num_timesteps=steps))))
+
+    def close(self) -> None:
+        import ray
+
+        ray.get(self.actor.stop.remote())
+        ray.kill(self.actor)
+
+
+def _rllib_rock_vec(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    return EnvRunnerActor(wl, num_envs, rock_vec_pool=True)
+
+
+def _rllib_sync(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    return EnvRunnerActor(wl, num_envs, rock_vec_pool=False)
+
+
 def _no_workers(envs, num_envs: int) -> int | None:
     return None
 
@@ -214,6 +273,14 @@ def _none_in_learner(envs, num_envs: int) -> int:
 
 def _pool_learner_envs(envs, num_envs: int) -> int:
     return envs.split.learner_envs
+
+
+def _runner_workers(envs: EnvRunnerActor, num_envs: int) -> int | None:
+    return envs.num_workers
+
+
+def _runner_learner_envs(envs: EnvRunnerActor, num_envs: int) -> int:
+    return envs.learner_envs
 
 
 @dataclass(frozen=True)
@@ -290,6 +357,12 @@ RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
            requires="envpool", batched=True, seeded=False, action_dtype="int32", needs_envpool_id=True),
     Runner("envpool_sync", "vector", _envpool, "envpool.make(num_envs=N): C++ threads, step on the whole batch",
            requires="envpool", seeded=False, action_dtype="int32", needs_envpool_id=True),
+    Runner("rllib_rock_vec", "rllib", _rllib_rock_vec,
+           "RLlib's SingleAgentEnvRunner (a Ray actor, 2 CPUs) sampling a rock_vec pool (rock_vec.ray)",
+           requires="ray.rllib", ours=True, workers=_runner_workers, learner_envs=_runner_learner_envs),
+    Runner("rllib_sync", "rllib", _rllib_sync,
+           "RLlib's SingleAgentEnvRunner (a Ray actor, 2 CPUs) sampling its default gymnasium SyncVectorEnv",
+           requires="ray.rllib"),
 )}
 
 #: The runners of the default (``gym``) suite.
@@ -315,8 +388,9 @@ def _import_error(module: str) -> str | None:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        if getattr(exc, "name", None) == module:
-            return f"{module} is not installed"
+        missing = getattr(exc, "name", None)
+        if missing and (module == missing or module.startswith(missing + ".")):
+            return f"{missing} is not installed"
         return f"{module} does not import: {exc}"
     except Exception as exc:  # a broken install: report it, never crash the suite
         return f"{module} does not import: {type(exc).__name__}: {exc}"
@@ -507,7 +581,19 @@ def _drive_policy_overlap(envs, num_envs: int, batch_size: int | None, seed: int
     return Drive(round_, np.zeros((1, batch_size), np.int64), batch_size, finish)
 
 
-DRIVERS: dict[str, Callable[..., Drive]] = {"vector": _drive_vector, "async": _drive_async, "sb3": _drive_sb3}
+def _drive_rllib(envs: EnvRunnerActor, num_envs: int, batch_size: int | None, seed: int | None,
+                 dtype: str | None) -> Drive:
+    """RLlib's sampling loop: each round is one ``EnvRunner.sample`` of
+    ``RLLIB_STEPS_PER_ENV`` steps per env, its own policy choosing the
+    actions (the batch given is unused), its episodes kept in the actor.
+    A round counts the steps asked for: RLlib may sample up to num_envs - 1
+    more (< 0.8% at 16 envs, alike for every runner)."""
+    steps = num_envs * RLLIB_STEPS_PER_ENV
+    return Drive(lambda _actions: envs.sample(steps), np.zeros((1, num_envs)), steps)
+
+
+DRIVERS: dict[str, Callable[..., Drive]] = {"vector": _drive_vector, "async": _drive_async, "sb3": _drive_sb3,
+                                            "rllib": _drive_rllib}
 #: Drivers of a training loop with a policy, by API.
 POLICY_DRIVERS: dict[str, Callable[..., Drive]] = {"vector": _drive_policy_vector, "overlap": _drive_policy_overlap}
 
@@ -645,6 +731,13 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
                  targets={"rock_vec_docker": 0.95}),
            Group("atari_like", 16, ("rock_vec_docker", "rock_vec_workers"), peer="rock_vec_workers",
                  targets={"rock_vec_docker": 0.95}))),
+    Suite("rllib", "RLlib sampling: one SingleAgentEnvRunner (a Ray actor of 2 CPUs, PPO's default policy) x16, "
+                   "a rock_vec pool (gym_env_vectorize_mode='vector_entry_point') vs RLlib's default ('sync'); "
+                   "targets >= 1.0x on CartPole-v1, >= 1.5x on a 100 us step",
+          (Group("cartpole", 16, ("rllib_rock_vec", "rllib_sync"), peer="rllib_sync",
+                 targets={"rllib_rock_vec": 1.0}),
+           Group("busy100", 16, ("rllib_rock_vec", "rllib_sync"), peer="rllib_sync",
+                 targets={"rllib_rock_vec": 1.5}))),
     Suite("atari", "ALE Breakout through AtariPreprocessing and FrameStackObservation(4) x16, random actions: "
                    "rock_vec's step vs SyncVectorEnv (target >= 1.8x); async batches of 8 for reference",
           (Group("breakout", 16, ("rock_vec", "rock_vec_async", "gym_sync"), batch_size=8, peer="gym_sync",

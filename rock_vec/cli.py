@@ -73,9 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                     "  gym: rock_vec, gymnasium's SyncVectorEnv and AsyncVectorEnv(shared_memory=True) on "
                     "--workloads x --envs\n      (default: all x 4,16,64); ratios vs_sync, vs_async\n"
                     + "".join(f"  {s.name}: {s.description}\n" for s in SUITES.values())
-                    + "  The async, sb3 and envpool suites run fixed groups and print vs_peer, the ratio to "
+                    + "  Suites other than gym run fixed groups and print vs_peer, the ratio to "
                       "each group's peer,\n  and whether a target is met. Runners whose optional module "
-                      "(stable_baselines3, envpool)\n  is missing are skipped with a note.\n\n"
+                      "(stable_baselines3, envpool, ray)\n  is missing are skipped with a note.\n\n"
                     "Workloads:\n" + "".join(f"  {w.name}: {w.description}\n" for w in WORKLOADS.values())
                     + "\nRunners (--runners, gym suite):\n"
                     + "".join(f"  {r.name}: {r.description}\n" for r in RUNNER_SPECS.values())
@@ -345,8 +345,8 @@ def _bench(args) -> int:
         return list(dict.fromkeys(r for g in bench.SUITES[suite].groups for r in g.runners))
 
     used = {r for suite in suites for r in runners_of(suite)}
-    extra = [m for m in ("stable_baselines3", "envpool")
-             if any(bench.RUNNER_SPECS[r].requires == m for r in used)]
+    extra = [m for m in ("stable_baselines3", "envpool", "ray")
+             if any((bench.RUNNER_SPECS[r].requires or "").split(".")[0] == m for r in used)]
     print(machine_line(extra))
     rows_received = ", or rows received for async runners" if any(bench.RUNNER_SPECS[r].batched for r in used) else ""
     print(f"medians of {repeats} interleaved runs of {seconds:g} s each; steps/s counts env steps "

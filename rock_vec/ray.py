@@ -27,6 +27,8 @@ EnvRunner fails and ``restart_failed_env_runners`` restarts it.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -86,8 +88,11 @@ class PoolCreator:
         from . import vector_env
 
         if isinstance(self.env, str):
-            return vector_env.make_vec(self.env, num_envs=num_envs, **options, **config)
-        return vector_env.AsyncVectorEnv([_Bound(self.env, config)] * num_envs, **options)
+            pool = vector_env.make_vec(self.env, num_envs=num_envs, **options, **config)
+        else:
+            pool = vector_env.AsyncVectorEnv([_Bound(self.env, config)] * num_envs, **options)
+        _leave_cores_to_workers(pool, options["cpus"])
+        return pool
 
     def _one_env(self, config: dict) -> Any:
         if isinstance(self.env, str):
@@ -105,6 +110,21 @@ class _Bound:
 
     def __call__(self) -> Any:
         return self.creator(self.config)
+
+
+def _leave_cores_to_workers(pool, cpus: int | None) -> None:
+    """Keeps the EnvRunner's torch off the CPUs the pool's workers step on.
+
+    Ray sets an actor's OMP_NUM_THREADS to its CPUs, so torch would run the
+    EnvRunner's small inference on all of them and its spinning threads
+    would take the workers' cores (measured: slower than SyncVectorEnv on a
+    100 us step). The pool claimed those cores; torch keeps the rest, never
+    more than it had."""
+    torch = sys.modules.get("torch")
+    if torch is None or pool.num_workers == 0:
+        return
+    total = cpus if cpus is not None else len(os.sched_getaffinity(0))
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), total - pool.num_workers)))
 
 
 def granted_cpus() -> int | None:
