@@ -103,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep", action="store_true",
                        help="gym suite: also try rock_vec layouts with envs_per_worker 1,2,4,...,32 and mark the best")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    bench.add_argument("--plot", metavar="PATH",
+                       help="also draw the results as a PNG chart to PATH (needs matplotlib: rock-vec[bench])")
 
     clean = sub.add_parser("clean", help="remove what dead rock_vec learners left: segments, containers, listings",
                            description="Removes /dev/shm segments whose creating process is gone, the docker "
@@ -398,6 +400,15 @@ def _bench(args) -> int:
     except Exception as exc:
         print(f"rock-vec bench: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if args.plot:
+        from . import plot
+
+        try:
+            plot.plot(results, args.plot, machine_line(extra))
+        except (RuntimeError, ValueError, OSError) as exc:
+            print(f"rock-vec bench: cannot plot to {args.plot}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"chart written to {args.plot}")
     if args.json:
         meta = {"machine": machine_line(extra), "repeats": repeats, "seconds": seconds, "sweep": sweep,
                 "suites": suites, "skipped": skipped}

@@ -591,3 +591,28 @@ def test_clean_removes_the_listing_of_a_pool_whose_learner_is_gone(capsys):
     assert cli.main(["clean"]) == 0
     assert "removed listing of pool deadbeefdeadbeef" in capsys.readouterr().out
     assert not registry.path_of(int(dead), "deadbeefdeadbeef").exists()
+
+
+def test_bench_draws_its_results_as_a_png_chart(capsys, tmp_path):
+    pytest.importorskip("matplotlib", reason="pip install -e '.[test]' (matplotlib draws --plot)")
+    chart = tmp_path / "bench.png"
+    code = cli.main(["bench", "--workloads", "cartpole,atari_like", "--envs", "2,4", "--runners", "rock_vec,gym_sync",
+                     "--repeats", "1", "--seconds", "0.05", "--plot", str(chart)])
+    out = capsys.readouterr().out
+    assert code == 0 and f"chart written to {chart}" in out
+    png = chart.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width > height > 400  # two workload panels side by side
+
+
+def test_plot_refuses_nothing_to_draw_and_names_a_missing_matplotlib(monkeypatch, tmp_path):
+    from rock_vec import plot
+
+    pytest.importorskip("matplotlib", reason="pip install -e '.[test]'")
+    with pytest.raises(ValueError, match="no results to plot"):
+        plot.plot([], str(tmp_path / "x.png"), "title")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    rows = [{"workload": "cartpole", "num_envs": 2, "runner": "gym_sync", "steps_per_s": 1000.0}]
+    with pytest.raises(RuntimeError, match=r"pip install 'rock-vec\[bench\]'"):
+        plot.plot(rows, str(tmp_path / "x.png"), "title")
