@@ -111,6 +111,7 @@ class AsyncBatches:
             queue, self.local_queue = self.local_queue, []
             for i in queue:
                 pool.local.step_to_row(i)
+            pool.count_local(len(queue), lib.rv_now_ns() - started)
             if timeout is not None:  # the timeout counts from the call: the share's own time is part of it
                 timeout -= (lib.rv_now_ns() - started) / 1e9
                 if timeout <= 0:  # the rows are written: a later recv returns them

@@ -126,6 +126,17 @@ def _parser() -> argparse.ArgumentParser:
                    description="Lists this user's pools: learner, backend, where the envs step, and every worker "
                                "with its pid, envs and container; a pool whose learner is gone is marked stale.")
 
+    top = sub.add_parser("top", help="a live view of a running pool (read-only)",
+                         description="Attaches read-only to a running pool of this user (the only one, or POOL: an "
+                                     "id or its prefix from rock-vec ps) and shows, every --interval seconds, each "
+                                     "worker's env steps/s, time per env step, share of time waiting, restarts, "
+                                     "state and heartbeat age, the learner's share, and the returns of the "
+                                     "episodes that finished. It never changes the pool. Needs rich "
+                                     "(pip install 'rock-vec[monitor]').")
+    top.add_argument("pool", nargs="?", help="the pool's id or a prefix of it (default: the only running pool)")
+    top.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between readings (default 1)")
+    top.add_argument("--once", action="store_true", help="print one view (two readings an interval apart) and exit")
+
     image = sub.add_parser("image", help="the docker backend's worker image",
                            description="Builds the image backend='docker' runs (needs a Docker engine and a base "
                                        "image: launcher/make-base-image.sh).")
@@ -148,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print("rock-vec: error: a command is required (bench, clean, image, plan, ps, topology)", file=sys.stderr)
+        print("rock-vec: error: a command is required (bench, clean, image, plan, ps, top, topology)", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "bench":
         problem = _bench_usage_error(args)
@@ -161,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _image(args, parser)
     if args.command == "ps":
         return _ps()
+    if args.command == "top":
+        return _top(args)
     if args.command == "topology":
         return _topology()
     if args.command == "plan":
@@ -488,6 +501,97 @@ def _ps() -> int:
             state = "" if pid_alive(w["pid"]) else "  (gone)"
             print(f"  worker {w['index']:<3} pid {w['pid']:<8} envs {lo}..{hi - 1}{where}{state}")
     return EXIT_OK
+
+
+def _top(args) -> int:
+    import time
+
+    from . import monitor
+
+    try:
+        from rich.console import Console, Group
+        from rich.live import Live
+        from rich.table import Table
+    except ImportError:
+        print("rock-vec top: needs rich: pip install 'rock-vec[monitor]'", file=sys.stderr)
+        return EXIT_FAILED
+    if not args.interval > 0:
+        print(f"rock-vec top: error: --interval must be > 0, got {args.interval}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        entry = monitor.pool_entry(args.pool)
+        watch = monitor.PoolMonitor(entry)
+    except (ValueError, PermissionError) as exc:
+        print(f"rock-vec top: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    returns: list[float] = []  # of the episodes seen finishing, newest last
+
+    def view(before, after):
+        rates = monitor.rates(before, after)
+        steps_s, step_us = monitor.learner_rate(before, after)
+        finished, new_returns = monitor.finished_since(before, after)
+        returns.extend(float(r) for r in new_returns)
+        del returns[:-60]
+        table = Table(title=f"pool {entry['pool']}  learner {entry['learner_pid']}  backend {entry['backend']}  "
+                            f"{entry['num_envs']} envs  ({entry['split']})", title_justify="left")
+        for name, right in (("host", False), ("pid", True), ("envs", False), ("state", False), ("steps/s", True),
+                            ("us/step", True), ("waiting", True), ("restarts", True), ("heartbeat", True)):
+            table.add_column(name, justify="right" if right else "left")
+        lo, hi = entry.get("learner_envs", [0, 0])
+        if hi > lo:
+            table.add_row("learner", str(entry["learner_pid"]), f"{lo}..{hi - 1}", "-", f"{steps_s:,.0f}",
+                          _num(step_us), "-", "-", f"{after.learner_heartbeat_age_s:.1f} s")
+        for r in rates:
+            c = r.counters
+            ended = f" ({_exit(c)})" if c.state in ("exited", "dead") else ""
+            table.add_row(f"worker {c.index}", str(c.pid), f"{c.envs[0]}..{c.envs[1] - 1}", c.state + ended,
+                          f"{r.steps_per_s:,.0f}", _num(r.step_us), f"{r.wait_share:.0%}", str(c.restarts),
+                          f"{c.heartbeat_age_s:.1f} s")
+        total = steps_s + sum(r.steps_per_s for r in rates)
+        episodes = int(after.episodes.sum())
+        lines = [f"total {total:,.0f} env steps/s   episodes {episodes:,} (+{finished} in {args.interval:g} s)"]
+        if returns:
+            lines.append(f"returns of the last {len(returns)} episodes seen: {_spark(returns)}  "
+                         f"min {min(returns):.1f}  mean {sum(returns) / len(returns):.1f}  max {max(returns):.1f}")
+        return Group(table, *lines)
+
+    console = Console()
+    if not console.is_terminal:  # piped: rich's default 80 columns would fold the table
+        console = Console(width=120)
+    try:
+        before = watch.snapshot()
+        time.sleep(args.interval)
+        after = watch.snapshot()
+        if args.once:
+            console.print(view(before, after))
+            return EXIT_OK
+        with Live(view(before, after), console=console, auto_refresh=False) as live:
+            while True:
+                before = after
+                time.sleep(args.interval)
+                after = watch.snapshot()
+                live.update(view(before, after), refresh=True)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        watch.close()
+
+
+def _num(value: float) -> str:
+    return "-" if value != value else f"{value:,.1f}"
+
+
+def _exit(c) -> str:
+    return f"signal {c.exit_signal}" if c.exit_signal else f"exit {c.exit_code}"
+
+
+def _spark(values: list[float]) -> str:
+    """A one-line chart of ``values``: eight heights of block."""
+    lo, hi = min(values), max(values)
+    blocks = "▁▂▃▄▅▆▇█"
+    if hi == lo:
+        return blocks[3] * len(values)
+    return "".join(blocks[min(7, int((v - lo) / (hi - lo) * 8))] for v in values)
 
 
 def _clean(args) -> int:

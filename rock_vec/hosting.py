@@ -124,6 +124,11 @@ class EnvHost:
         self.envs: list = []
         self.autoreset = np.zeros(hi - lo, dtype=bool)
         self.env_index: int | None = None
+        # The running episode of each env, in Python floats (cheap per step);
+        # the segment's monitor counters are written only when one ends.
+        self.ep_return = [0.0] * (hi - lo)
+        self.ep_length = [0] * (hi - lo)
+        self.episodes, self.last_return, self.last_length = a["m.episodes"], a["m.last_return"], a["m.last_length"]
 
     # ---- building ----
 
@@ -202,12 +207,24 @@ class EnvHost:
             self.autoreset[j] = False
             return obs, 0.0, False, False, [info], None
         obs, rew, te, tr, info = env.step(self.actions.read_one(i))
+        self.ep_return[j] += float(rew)
+        self.ep_length[j] += 1
+        if te or tr:
+            self._episode_ended(i, j)
         if (te or tr) and self.mode is AutoresetMode.SAME_STEP:
             final = copy.deepcopy(obs)  # before reset: an env may reuse its observation buffer
             obs, reset_info = env.reset()
             return obs, rew, te, tr, [info, reset_info], final
         self.autoreset[j] = te or tr
         return obs, rew, te, tr, [info], None
+
+    def _episode_ended(self, i: int, j: int) -> None:
+        """Publishes env ``i``'s finished episode for monitors (the count last:
+        a reader that sees it grow reads this episode's return and length)."""
+        self.last_return[i] = self.ep_return[j]
+        self.last_length[i] = self.ep_length[j]
+        self.episodes[i] += 1
+        self.ep_return[j], self.ep_length[j] = 0.0, 0
 
     def step(self) -> int:
         """Steps every hosted env; returns how many."""
@@ -267,6 +284,7 @@ class EnvHost:
     def _reset_one(self, j: int, seed, options) -> tuple:
         obs, info = self.envs[j].reset(seed=seed, options=options)
         self.autoreset[j] = False
+        self.ep_return[j], self.ep_length[j] = 0.0, 0  # a reset abandons the running episode
         return obs, 0.0, False, False, [info], None
 
     def call(self, req: dict) -> list:

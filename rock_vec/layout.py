@@ -91,9 +91,15 @@ def plan_outputs(arena: Arena, prefix: str, obs_leaves: list[Leaf], rows: int, i
 
 def plan_arrays(arena: Arena, obs_leaves: list[Leaf], num_envs: int, num_workers: int, info_bytes: int,
                 mailbox_bytes: int) -> None:
-    """Declares the step arrays (a row per env) and the mailboxes."""
+    """Declares the step arrays (a row per env), the mailboxes and the
+    episode counters a monitor reads (``m.``: per env, written by whoever
+    steps the env when an episode ends)."""
     plan_outputs(arena, "", obs_leaves, num_envs, info_bytes)
     arena.add("mailbox", "|u1", (num_workers, mailbox_bytes))
+    arena.add("m.episodes", "<u8", (num_envs,))
+    arena.add("m.last_return", "<f8", (num_envs,))
+    arena.add("m.last_length", "<u8", (num_envs,))
+    arena.add("m.learner", "<u8", (2,))  # the learner's share: env steps, ns spent stepping them
 
 
 def plan_async_arrays(arena: Arena, obs_leaves: list[Leaf], rows: int, blocks: int, num_workers: int,

@@ -182,6 +182,7 @@ class Pool:
         self.seg = Segment.create(manifest, arena.size, num_envs, num_workers)
         self.id = secrets.token_hex(8)
         self.arrays = self.seg.arrays
+        self._learner_counts = ffi.cast("uint64_t *", ffi.from_buffer(self.arrays["m.learner"]))  # cheaper than numpy items
         self.arrays["spec"][: len(blob)] = np.frombuffer(blob, np.uint8)
         AsyncBatches.init_rings(self.arrays, capacity)
         self._heartbeat = lib.rv_heartbeat_start(ffi.addressof(self.seg.header, "learner_heartbeat_ns"),
@@ -286,7 +287,8 @@ class Pool:
         host, self._local_reply = self.local, None
         try:
             if cmd == lib.RV_CMD_STEP:
-                host.step()
+                started = time.perf_counter_ns()
+                self.count_local(host.step(), time.perf_counter_ns() - started)
             elif cmd == lib.RV_CMD_RESET:
                 host.reset(request)
             elif cmd == lib.RV_CMD_CALL:
@@ -409,10 +411,17 @@ class Pool:
         self.wait(lambda slice_ns: lib.rv_wait_done(
             self.seg.header, self._target, self.faults_seen, self.spin_ns, slice_ns), timeout, "quiesce")
 
+    def count_local(self, steps: int, ns: int) -> None:
+        """Counts env steps of the learner's share for monitors, as a worker's slot counts its own."""
+        counts = self._learner_counts
+        counts[0] += steps
+        counts[1] += ns
+
     def listing(self) -> dict:
         """What ``rock-vec ps`` shows of this pool (``rock_vec.registry``)."""
         return {
-            "pool": self.id, "learner_pid": os.getpid(), "backend": self.backend.name, "num_envs": self.num_envs,
+            "pool": self.id, "learner_pid": os.getpid(), "segment_fd": self.seg.fd,  # monitors attach through it
+            "backend": self.backend.name, "num_envs": self.num_envs,
             "split": str(self.split), "learner_envs": list(self.local_range), "started": self._started,
             "workers": [{"index": w, "pid": int(self.seg.slot(w).host_pid), "envs": list(self.ranges[w]),
                          "where": self.backend.describe(w)} for w in self._all],

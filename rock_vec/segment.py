@@ -112,14 +112,15 @@ class Segment:
     # ---- worker side ----
 
     @classmethod
-    def attach(cls, path: str) -> "Segment":
-        """Maps an existing segment by path and checks its magic and version."""
-        fd = os.open(path, os.O_RDWR)
+    def attach(cls, path: str, read_only: bool = False) -> "Segment":
+        """Maps an existing segment by path and checks its magic and version
+        (``read_only``: a monitor's mapping, which cannot write into it)."""
+        fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
         try:
             size = os.fstat(fd).st_size
             if size < ffi.sizeof("rv_header_t"):
                 raise ValueError(f"{path} is not a rock_vec segment (size {size})")
-            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | (0 if read_only else mmap.PROT_WRITE))
             magic, version = struct.unpack_from("<QI", mm, 0)
             if magic != lib.RV_MAGIC or version != lib.RV_FORMAT_VERSION:
                 mm.close()
