@@ -137,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between readings (default 1)")
     top.add_argument("--once", action="store_true", help="print one view (two readings an interval apart) and exit")
 
+    serve = sub.add_parser("serve-metrics", help="a Prometheus endpoint for this user's running pools",
+                           description="Serves /metrics (Prometheus text format) until stopped: per pool and host, "
+                                       "env steps, seconds stepping, restarts, readiness, exit signal and heartbeat "
+                                       "age; per pool, episodes and the mean last return. Read-only, like "
+                                       "rock-vec top. Needs prometheus_client (pip install 'rock-vec[monitor]').")
+    serve.add_argument("--port", type=int, default=9464, help="port to listen on (default 9464)")
+    serve.add_argument("--addr", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+
     image = sub.add_parser("image", help="the docker backend's worker image",
                            description="Builds the image backend='docker' runs (needs a Docker engine and a base "
                                        "image: launcher/make-base-image.sh).")
@@ -159,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print("rock-vec: error: a command is required (bench, clean, image, plan, ps, top, topology)", file=sys.stderr)
+        print("rock-vec: error: a command is required (bench, clean, image, plan, ps, serve-metrics, top, topology)", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "bench":
         problem = _bench_usage_error(args)
@@ -174,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _ps()
     if args.command == "top":
         return _top(args)
+    if args.command == "serve-metrics":
+        return _serve_metrics(args)
     if args.command == "topology":
         return _topology()
     if args.command == "plan":
@@ -575,6 +585,27 @@ def _top(args) -> int:
         return EXIT_OK
     finally:
         watch.close()
+
+
+def _serve_metrics(args) -> int:
+    import time
+
+    from . import metrics
+
+    try:
+        server, _ = metrics.serve(args.port, args.addr)
+    except (RuntimeError, OSError) as exc:
+        print(f"rock-vec serve-metrics: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    host, port = server.server_address[:2]
+    print(f"serving rock_vec metrics on http://{host}:{port}/metrics", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        server.shutdown()
 
 
 def _num(value: float) -> str:

@@ -150,3 +150,70 @@ def test_rock_vec_top_shows_a_running_learner_and_leaves_it_alone(tmp_path):
     finally:
         learner.kill()
         learner.wait()
+
+
+def scrape(url):
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def sample(text, name, **labels):
+    """The value of metric ``name`` with exactly ``labels`` in a scrape."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            got = ",".join(sorted(line[len(name) + 1:line.index("}")].split(",")))
+            if got == want:
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name}{{{want}}} in the scrape")
+
+
+def test_the_prometheus_endpoint_serves_the_pools_counters_over_http():
+    pytest.importorskip("prometheus_client", reason="pip install -e '.[test]' (serve-metrics)")
+    from rock_vec import metrics
+
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=4, learner_envs=2, num_workers=1)
+    server, thread = metrics.serve(0)
+    try:
+        envs.reset(seed=0)
+        for _ in range(120):
+            envs.step(envs.action_space.sample())
+        text = scrape(f"http://127.0.0.1:{server.server_port}/metrics")
+        pool = envs._pool.id
+        assert sample(text, "rock_vec_env_steps_total", pool=pool, host="learner") == 240
+        assert sample(text, "rock_vec_env_steps_total", pool=pool, host="worker 0") == 240
+        assert sample(text, "rock_vec_worker_ready", pool=pool, host="worker 0", state="ready") == 1
+        assert sample(text, "rock_vec_worker_restarts_total", pool=pool, host="worker 0") == 0
+        assert sample(text, "rock_vec_envs", pool=pool, backend="forkserver") == 4
+        watch = monitor.PoolMonitor(entry_of(envs))
+        snap = watch.snapshot()
+        watch.close()
+        assert sample(text, "rock_vec_episodes_total", pool=pool) == snap.episodes.sum() > 0
+        assert sample(text, "rock_vec_stepping_seconds_total", pool=pool, host="worker 0") > 0
+    finally:
+        server.shutdown()
+        envs.close()
+
+
+def test_rock_vec_serve_metrics_runs_as_a_command(tmp_path):
+    pytest.importorskip("prometheus_client", reason="pip install -e '.[test]' (serve-metrics)")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=2, learner_envs=0, num_workers=1)
+    server = subprocess.Popen([sys.executable, "-m", "rock_vec.cli", "serve-metrics", "--port", str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == f"serving rock_vec metrics on http://127.0.0.1:{port}/metrics"
+        envs.reset(seed=0)
+        envs.step(np.zeros(2, np.int64))
+        text = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert sample(text, "rock_vec_env_steps_total", pool=envs._pool.id, host="worker 0") == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        envs.close()
