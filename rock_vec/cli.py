@@ -522,6 +522,7 @@ def _top(args) -> int:
         from rich.console import Console, Group
         from rich.live import Live
         from rich.table import Table
+        from rich.text import Text
     except ImportError:
         print("rock-vec top: needs rich: pip install 'rock-vec[monitor]'", file=sys.stderr)
         return EXIT_FAILED
@@ -545,24 +546,28 @@ def _top(args) -> int:
         table = Table(title=f"pool {entry['pool']}  learner {entry['learner_pid']}  backend {entry['backend']}  "
                             f"{entry['num_envs']} envs  ({entry['split']})", title_justify="left")
         for name, right in (("host", False), ("pid", True), ("envs", False), ("state", False), ("steps/s", True),
-                            ("us/step", True), ("waiting", True), ("restarts", True), ("heartbeat", True)):
+                            ("us/step", True), ("waiting", True), ("restarts", True), ("errors", True),
+                            ("heartbeat", True)):
             table.add_column(name, justify="right" if right else "left")
         lo, hi = entry.get("learner_envs", [0, 0])
         if hi > lo:
             table.add_row("learner", str(entry["learner_pid"]), f"{lo}..{hi - 1}", "-", f"{steps_s:,.0f}",
-                          _num(step_us), "-", "-", f"{after.learner_heartbeat_age_s:.1f} s")
+                          _num(step_us), "-", "-", "-", f"{after.learner_heartbeat_age_s:.1f} s")
         for r in rates:
             c = r.counters
             ended = f" ({_exit(c)})" if c.state in ("exited", "dead") else ""
             table.add_row(f"worker {c.index}", str(c.pid), f"{c.envs[0]}..{c.envs[1] - 1}", c.state + ended,
                           f"{r.steps_per_s:,.0f}", _num(r.step_us), f"{r.wait_share:.0%}", str(c.restarts),
-                          f"{c.heartbeat_age_s:.1f} s")
+                          str(c.errors), f"{c.heartbeat_age_s:.1f} s")
         total = steps_s + sum(r.steps_per_s for r in rates)
         episodes = int(after.episodes.sum())
         lines = [f"total {total:,.0f} env steps/s   episodes {episodes:,} (+{finished} in {args.interval:g} s)"]
         if returns:
             lines.append(f"returns of the last {len(returns)} episodes seen: {_spark(returns)}  "
                          f"min {min(returns):.1f}  mean {sum(returns) / len(returns):.1f}  max {max(returns):.1f}")
+        for r in rates:  # a worker's own words: printed as text, never as markup
+            if r.counters.last_error:
+                lines.append(Text(f"worker {r.counters.index} last error: {r.counters.last_error}"))
         return Group(table, *lines)
 
     console = Console()

@@ -60,6 +60,10 @@ def leaves_of(space: spaces.Space, codec_bytes: int, path: tuple = ()) -> list[L
     return [Leaf(path, "codec", "|u1", (codec_bytes,))]
 
 
+#: Bytes of a worker's last error kept for monitors (``m.last_error``).
+LAST_ERROR_BYTES = 240
+
+
 class Arena:
     """Hands out 64-byte-aligned byte ranges in declaration order."""
 
@@ -100,6 +104,8 @@ def plan_arrays(arena: Arena, obs_leaves: list[Leaf], num_envs: int, num_workers
     arena.add("m.last_return", "<f8", (num_envs,))
     arena.add("m.last_length", "<u8", (num_envs,))
     arena.add("m.learner", "<u8", (2,))  # the learner's share: env steps, ns spent stepping them
+    arena.add("m.errors", "<u8", (num_workers,))  # commands that raised, per worker
+    arena.add("m.last_error", "|u1", (num_workers, LAST_ERROR_BYTES))  # the last one, "Type: message" in UTF-8
 
 
 def plan_async_arrays(arena: Arena, obs_leaves: list[Leaf], rows: int, blocks: int, num_workers: int,

@@ -23,6 +23,8 @@ class PoolCollector:
                                    "commands)", labels=["pool", "host"])
         restarts = CounterMetricFamily("rock_vec_worker_restarts", "Times the worker was replaced",
                                        labels=["pool", "host"])
+        errors = CounterMetricFamily("rock_vec_worker_errors", "Commands that raised in the worker (its last "
+                                     "error: rock-vec top)", labels=["pool", "host"])
         up = GaugeMetricFamily("rock_vec_worker_ready", "1 while the worker is ready, 0 starting, exited or dead",
                                labels=["pool", "host", "state"])
         exits = GaugeMetricFamily("rock_vec_worker_exit_signal", "The signal that ended the worker (0: none)",
@@ -56,6 +58,7 @@ class PoolCollector:
                 steps.add_metric([pool, host], w.env_steps)
                 busy.add_metric([pool, host], w.busy_ns / 1e9)
                 restarts.add_metric([pool, host], w.restarts)
+                errors.add_metric([pool, host], w.errors)
                 up.add_metric([pool, host, w.state], 1.0 if w.state == "ready" else 0.0)
                 exits.add_metric([pool, host], w.exit_signal)
                 beat.add_metric([pool, host], w.heartbeat_age_s)
@@ -63,7 +66,7 @@ class PoolCollector:
             ended = snap.episodes > 0
             if ended.any():
                 last.add_metric([pool], float(snap.last_return[ended].mean()))
-        yield from (envs, steps, busy, restarts, up, exits, beat, episodes, last)
+        yield from (envs, steps, busy, restarts, errors, up, exits, beat, episodes, last)
 
 
 def serve(port: int, addr: str = "127.0.0.1"):

@@ -38,6 +38,8 @@ class WorkerCounters:
     restarts: int
     exit_code: int
     exit_signal: int
+    errors: int  # commands that raised in this worker
+    last_error: str  # the last one, as the worker wrote it ("" if none)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class PoolMonitor:
     def snapshot(self) -> Snapshot:
         seg, now = self.seg, lib.rv_now_ns()
         workers = []
+        a = seg.arrays
         for w in range(seg.header.num_workers):
             slot = seg.slot(w)
             beat = slot.heartbeat_ns
@@ -89,8 +92,9 @@ class PoolMonitor:
                 index=w, pid=int(slot.host_pid), envs=self.ranges.get(w, (0, 0)),
                 state=STATES.get(int(slot.state), f"unknown ({int(slot.state)})"), env_steps=int(slot.env_steps),
                 busy_ns=int(slot.busy_ns), heartbeat_age_s=max(0, now - beat) / 1e9 if beat else float("nan"),
-                restarts=int(slot.restarts), exit_code=int(slot.exit_code), exit_signal=int(slot.exit_signal)))
-        a = seg.arrays
+                restarts=int(slot.restarts), exit_code=int(slot.exit_code), exit_signal=int(slot.exit_signal),
+                errors=int(a["m.errors"][w]),
+                last_error=a["m.last_error"][w].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")))
         beat = seg.header.learner_heartbeat_ns
         return Snapshot(now, tuple(workers), a["m.episodes"].copy(), a["m.last_return"].copy(),
                         a["m.last_length"].copy(), max(0, now - beat) / 1e9 if beat else float("nan"),

@@ -22,10 +22,12 @@ import sys
 import time
 
 import cloudpickle
+import numpy as np
 
 from . import codec, errors, main_module
 from ._core import ffi, lib
 from .hosting import EnvHost, EnvSource, load_env_source
+from .layout import LAST_ERROR_BYTES
 from .segment import Segment
 
 #: A worker leaves when the learner's heartbeat is older than this.
@@ -109,7 +111,17 @@ class Worker:
             report = errors.encode_exception(
                 exc, f"{where} {context} (worker {self.index}, pid {os.getpid()})"
             )
+            self._keep_for_monitors(f"{type(exc).__name__}: {exc} ({where} {context})")
             return lib.RV_STATUS_ERROR, errors.report_into(report, self.mailbox)
+
+    def _keep_for_monitors(self, text: str) -> None:
+        """The last error, whole UTF-8 characters that fit, and the count (last)."""
+        a = self.seg.arrays
+        raw = text.encode("utf-8")[: LAST_ERROR_BYTES - 1].decode("utf-8", "ignore").encode("utf-8")
+        row = a["m.last_error"][self.index]
+        row[: len(raw)] = np.frombuffer(raw, np.uint8)
+        row[len(raw):] = 0
+        a["m.errors"][self.index] += 1
 
     def _finish(self, seq: int, outcome: tuple[int, int], commands: int = 1) -> None:
         # `commands` > 1 when doorbells of several async sends arrived at once.

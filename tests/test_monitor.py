@@ -104,6 +104,29 @@ def test_a_dead_worker_shows_how_it_ended():
         envs.close()
 
 
+def test_a_workers_last_error_is_kept_for_monitors():
+    from functools import partial
+
+    from sample_envs import FailingEnv
+
+    envs = rock_vec.AsyncVectorEnv([partial(FailingEnv, i, fail_index=3, fail_step=2) for i in range(4)],
+                                   learner_envs=0, num_workers=2)
+    watch = monitor.PoolMonitor(entry_of(envs))
+    try:
+        envs.reset(seed=0)
+        envs.step(np.zeros(4, np.int64))
+        with pytest.raises(KeyError, match="boom in env 3"):
+            envs.step(np.zeros(4, np.int64))
+        first, second = watch.snapshot().workers
+        assert (first.errors, first.last_error) == (0, "")
+        assert second.errors == 1
+        assert second.last_error == "KeyError: 'boom in env 3' (in env 3 during step)"
+        assert second.state == "ready"  # the worker goes on
+    finally:
+        watch.close()
+        envs.close()
+
+
 def test_pool_entry_names_what_is_running():
     with pytest.raises(ValueError, match="no running rock_vec pool matches 'ffff'"):
         monitor.pool_entry("ffff")
