@@ -502,15 +502,37 @@ def _ps() -> int:
         state = "STALE (learner gone; rock-vec clean removes it)" if p["stale"] else f"up {age:.0f} s"
         print(f"pool {p['pool']}  learner {p['learner_pid']}  backend {p['backend']}  {p['num_envs']} envs  {state}")
         print(f"  {p['split']}")
+        counters = {} if p["stale"] else _counters_of(p)
         lo, hi = p.get("learner_envs", [0, 0])
         if hi > lo:
             print(f"  learner    pid {p['learner_pid']:<8} envs {lo}..{hi - 1}")
         for w in p["workers"]:
             lo, hi = w["envs"]
             where = f"  {w['where']}" if w.get("where") else ""
-            state = "" if pid_alive(w["pid"]) else "  (gone)"
+            c = counters.get(w["index"])
+            if c is None:
+                state = "" if pid_alive(w["pid"]) else "  (gone)"
+            else:
+                ended = f" ({_exit(c)})" if c.state in ("exited", "dead") else ""
+                state = f"  {c.state}{ended}, {c.env_steps:,} steps, {c.restarts} restarts, {c.errors} errors"
             print(f"  worker {w['index']:<3} pid {w['pid']:<8} envs {lo}..{hi - 1}{where}{state}")
+            if c is not None and c.last_error:
+                print(f"    last error: {c.last_error}")
     return EXIT_OK
+
+
+def _counters_of(entry: dict) -> dict:
+    """Each worker's counters (``rock_vec.monitor``), or {} when the pool cannot be read."""
+    from . import monitor
+
+    try:
+        watch = monitor.PoolMonitor(entry)
+    except (ValueError, PermissionError, OSError):
+        return {}
+    try:
+        return {w.index: w for w in watch.snapshot().workers}
+    finally:
+        watch.close()
 
 
 def _top(args) -> int:

@@ -104,7 +104,7 @@ def test_a_dead_worker_shows_how_it_ended():
         envs.close()
 
 
-def test_a_workers_last_error_is_kept_for_monitors():
+def test_a_workers_last_error_is_kept_for_monitors(capsys):
     from functools import partial
 
     from sample_envs import FailingEnv
@@ -122,6 +122,12 @@ def test_a_workers_last_error_is_kept_for_monitors():
         assert second.errors == 1
         assert second.last_error == "KeyError: 'boom in env 3' (in env 3 during step)"
         assert second.state == "ready"  # the worker goes on
+        from rock_vec import cli
+
+        assert cli.main(["ps"]) == 0
+        out = capsys.readouterr().out
+        assert f"pid {second.pid:<8} envs 2..3  ready, 2 steps, 0 restarts, 1 errors\n" in out
+        assert "    last error: KeyError: 'boom in env 3' (in env 3 during step)\n" in out
     finally:
         watch.close()
         envs.close()
