@@ -543,6 +543,7 @@ def _top(args) -> int:
     try:
         from rich.console import Console, Group
         from rich.live import Live
+        from rich import box
         from rich.table import Table
         from rich.text import Text
     except ImportError:
@@ -565,11 +566,13 @@ def _top(args) -> int:
         finished, new_returns = monitor.finished_since(before, after)
         returns.extend(float(r) for r in new_returns)
         del returns[:-60]
-        table = Table(title=f"pool {entry['pool']}  learner {entry['learner_pid']}  backend {entry['backend']}  "
-                            f"{entry['num_envs']} envs  ({entry['split']})", title_justify="left")
+        heading = Text(f"pool {entry['pool']}  learner {entry['learner_pid']}  backend {entry['backend']}  "
+                       f"{entry['num_envs']} envs  ({entry['split']})")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        # Narrow enough for 80 columns: wait = share of time waiting for commands,
+        # beat = age of the host's heartbeat.
         for name, right in (("host", False), ("pid", True), ("envs", False), ("state", False), ("steps/s", True),
-                            ("us/step", True), ("waiting", True), ("restarts", True), ("errors", True),
-                            ("heartbeat", True)):
+                            ("us/step", True), ("wait", True), ("restarts", True), ("errors", True), ("beat", True)):
             table.add_column(name, justify="right" if right else "left")
         lo, hi = entry.get("learner_envs", [0, 0])
         if hi > lo:
@@ -578,7 +581,7 @@ def _top(args) -> int:
         for r in rates:
             c = r.counters
             ended = f" ({_exit(c)})" if c.state in ("exited", "dead") else ""
-            table.add_row(f"worker {c.index}", str(c.pid), f"{c.envs[0]}..{c.envs[1] - 1}", c.state + ended,
+            table.add_row(f"w{c.index}", str(c.pid), f"{c.envs[0]}..{c.envs[1] - 1}", c.state + ended,
                           f"{r.steps_per_s:,.0f}", _num(r.step_us), f"{r.wait_share:.0%}", str(c.restarts),
                           str(c.errors), f"{c.heartbeat_age_s:.1f} s")
         total = steps_s + sum(r.steps_per_s for r in rates)
@@ -590,7 +593,7 @@ def _top(args) -> int:
         for r in rates:  # a worker's own words: printed as text, never as markup
             if r.counters.last_error:
                 lines.append(Text(f"worker {r.counters.index} last error: {r.counters.last_error}"))
-        return Group(table, *lines)
+        return Group(heading, table, *lines)
 
     console = Console()
     if not console.is_terminal:  # piped: rich's default 80 columns would fold the table

@@ -172,7 +172,7 @@ def test_rock_vec_top_shows_a_running_learner_and_leaves_it_alone(tmp_path):
         assert top.returncode == 0, top.stderr
         out = top.stdout
         assert f"pool {pool}" in out and f"learner {learner.pid}" in out
-        assert "worker 0" in out and " ready " in out and "learner" in out
+        assert "w0 " in out and " ready " in out and "learner" in out
         assert "total " in out and "env steps/s" in out and "episodes" in out
         assert learner.stdout.readline().strip() == "done"
         assert learner.wait(timeout=10) == 0
