@@ -112,7 +112,7 @@ class _Bound:
         return self.creator(self.config)
 
 
-def _leave_cores_to_workers(pool, cpus: int | None) -> None:
+def _leave_cores_to_workers(pool, cpus) -> None:
     """Keeps the EnvRunner's torch off the CPUs the pool's workers step on.
 
     Ray sets an actor's OMP_NUM_THREADS to its CPUs, so torch would run the
@@ -123,7 +123,10 @@ def _leave_cores_to_workers(pool, cpus: int | None) -> None:
     torch = sys.modules.get("torch")
     if torch is None or pool.num_workers == 0:
         return
-    total = cpus if cpus is not None else len(os.sched_getaffinity(0))
+    if cpus is None:
+        total = len(os.sched_getaffinity(0))
+    else:
+        total = cpus if isinstance(cpus, int) else len(cpus)  # a count, or CPU ids given as an option
     torch.set_num_threads(max(1, min(torch.get_num_threads(), total - pool.num_workers)))
 
 

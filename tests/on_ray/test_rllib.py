@@ -76,6 +76,24 @@ def test_the_creator_passes_env_config_through_and_steps_as_sync_vector_env(env)
     assert_lockstep(pool, SyncVectorEnv([make] * 4), steps=40, seed=3)  # truncations at 7: autoresets too
 
 
+def test_cpu_ids_given_as_an_option_confine_the_pool_and_torch_keeps_the_rest():
+    import torch
+
+    from rock_vec.ray import PoolCreator
+
+    threads = torch.get_num_threads()
+    pool = PoolCreator("CartPole-v1", {"cpus": (1,), "learner_envs": 0, "num_workers": 1})({"num_envs": 4})
+    try:
+        assert pool.num_workers == 1
+        with open(f"/proc/{pool.worker_pids[0]}/status") as f:
+            allowed = next(line.split(":")[1].strip() for line in f if line.startswith("Cpus_allowed_list"))
+        assert allowed == "1"  # the worker runs only on the CPU given
+        assert torch.get_num_threads() == 1  # one CPU, all the worker's: torch keeps one thread, never zero
+    finally:
+        pool.close()
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("cpus", [1, 2])
 def test_an_env_runner_samples_a_pool_sized_to_the_cpus_ray_granted_it(local_ray, cpus):
     import rock_vec.ray
