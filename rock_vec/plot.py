@@ -67,7 +67,8 @@ def plot(rows: Sequence[dict], path: str, title: str) -> None:
         ax.set_title(workload)
         ax.set_ylabel("env steps/s (log)")
         top = max(r["steps_per_s"] for r in mine)
-        ax.set_ylim(bottom=10 ** math.floor(math.log10(min(r["steps_per_s"] for r in mine))), top=top * 3)
+        # A decade boundary at least half a decade under the slowest bar, so that every bar shows.
+        ax.set_ylim(bottom=10 ** math.floor(math.log10(min(r["steps_per_s"] for r in mine)) - 0.5), top=top * 3)
         ax.grid(axis="y", which="both", alpha=0.3)
     handles, labels = [], []
     for ax in axes[0]:
