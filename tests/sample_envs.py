@@ -312,23 +312,5 @@ class ScribbleEnv(gym.Env):
 
 def configured_cartpole(config: dict) -> gym.Env:
     """An env creator in RLlib's convention, ``creator(env_config)``: a
-    CartPole whose episodes are cut at ``config["limit"]`` steps, its step
-    ``config["busy_us"]`` microseconds of CPU work longer."""
-    env = gym.make("CartPole-v1", max_episode_steps=config["limit"])
-    if config.get("busy_us"):
-        env = BusyStep(env, config["busy_us"])
-    return env
-
-
-class BusyStep(gym.Wrapper):
-    """Spins ``busy_us`` microseconds in each step, as a costly simulator would."""
-
-    def __init__(self, env: gym.Env, busy_us: float):
-        super().__init__(env)
-        self.busy_ns = int(busy_us * 1000)
-
-    def step(self, action):
-        end = time.perf_counter_ns() + self.busy_ns
-        while time.perf_counter_ns() < end:
-            pass
-        return self.env.step(action)
+    CartPole whose episodes are cut at ``config["limit"]`` steps."""
+    return gym.make("CartPole-v1", max_episode_steps=config["limit"])
