@@ -525,14 +525,8 @@ def _counters_of(entry: dict) -> dict:
     """Each worker's counters (``rock_vec.monitor``), or {} when the pool cannot be read."""
     from . import monitor
 
-    try:
-        watch = monitor.PoolMonitor(entry)
-    except (ValueError, PermissionError, OSError):
-        return {}
-    try:
-        return {w.index: w for w in watch.snapshot().workers}
-    finally:
-        watch.close()
+    snap = monitor.read(entry)
+    return {} if snap is None else {w.index: w for w in snap.workers}
 
 
 def _top(args) -> int:

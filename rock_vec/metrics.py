@@ -38,14 +38,9 @@ class PoolCollector:
         for entry in registry.entries():
             if entry["stale"]:
                 continue
-            try:
-                watch = monitor.PoolMonitor(entry)
-            except (ValueError, PermissionError, OSError):
+            snap = monitor.read(entry)
+            if snap is None:
                 continue  # closed meanwhile, or another user's
-            try:
-                snap = watch.snapshot()
-            finally:
-                watch.close()
             pool = entry["pool"]
             envs.add_metric([pool, entry["backend"]], entry["num_envs"])
             lo, hi = entry.get("learner_envs", [0, 0])

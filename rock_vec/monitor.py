@@ -104,6 +104,19 @@ class PoolMonitor:
         self.seg.close()
 
 
+def read(entry: dict) -> Snapshot | None:
+    """One snapshot of the pool ``entry`` lists, or None when it cannot be
+    read (closed meanwhile, another user's, or listed by an older rock_vec)."""
+    try:
+        watch = PoolMonitor(entry)
+    except (ValueError, PermissionError, OSError):
+        return None
+    try:
+        return watch.snapshot()
+    finally:
+        watch.close()
+
+
 @dataclass(frozen=True)
 class WorkerRates:
     """A worker between two snapshots."""
