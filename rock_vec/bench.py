@@ -109,6 +109,10 @@ def _rock_vec_async(wl: Workload, num_envs: int, layout: int | None, batch_size:
     return make_vec(wl.env_id, num_envs, envs_per_worker=layout, batch_size=batch_size, **wl.kwargs)
 
 
+def _rock_vec_nocopy(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    return make_vec(wl.env_id, num_envs, envs_per_worker=layout, copy=False, **wl.kwargs)
+
+
 _rock_vec_overlap = _rock_vec_async  # the same pool; the overlap driver steps it in halves
 
 
@@ -178,6 +182,49 @@ def _sb3_dummy(wl: Workload, num_envs: int, layout: int | None, batch_size: int 
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     return DummyVecEnv(_env_fns(wl, num_envs))
+
+
+def _rock_vec_oversub(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    """More worker processes than CPUs: ``OVERSUBSCRIBED`` x the usable CPUs (at most one per env)."""
+    from .pool import usable_cpus
+
+    workers = min(num_envs, OVERSUBSCRIBED * usable_cpus())
+    return make_vec(wl.env_id, num_envs, num_workers=workers, learner_envs=0, **wl.kwargs)
+
+
+#: Worker processes per usable CPU in the ``rock_vec_oversub`` layout.
+OVERSUBSCRIBED = 4
+
+
+def _puffer_env(wl: Workload, buf=None):
+    """One env as PufferLib wraps a gymnasium env, writing into its shared ``buf``."""
+    import pufferlib.emulation
+
+    return pufferlib.emulation.GymnasiumPufferEnv(env_creator=functools.partial(gym.make, wl.env_id, **wl.kwargs),
+                                                  buf=buf)
+
+
+def puffer_workers(num_envs: int) -> int:
+    """PufferLib's own layout: one worker process per core (the most that divide num_envs)."""
+    from .pool import usable_cpus
+
+    return max(w for w in range(1, min(num_envs, usable_cpus()) + 1) if num_envs % w == 0)
+
+
+def puffer_layouts(num_envs: int) -> tuple[int | None, ...]:
+    """The layouts PufferLib is measured in: its own (None: ``puffer_workers``),
+    and every env in one worker, which is faster where the learner's busy
+    wait in ``recv`` would take a worker's CPU."""
+    return (None,) if puffer_workers(num_envs) == 1 else (None, num_envs)
+
+
+def _pufferlib(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    """PufferLib's Multiprocessing vectoriser on the whole batch (``batch_size == num_envs``)."""
+    import pufferlib.vector
+
+    workers = puffer_workers(num_envs) if layout is None else num_envs // layout
+    return pufferlib.vector.make(functools.partial(_puffer_env, wl), backend=pufferlib.vector.Multiprocessing,
+                                 num_envs=num_envs, num_workers=workers, batch_size=num_envs)
 
 
 def _envpool(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
@@ -275,6 +322,10 @@ def _pool_learner_envs(envs, num_envs: int) -> int:
     return envs.split.learner_envs
 
 
+def _puffer_workers(envs, num_envs: int) -> int:
+    return envs.num_workers
+
+
 def _runner_workers(envs: EnvRunnerActor, num_envs: int) -> int | None:
     return envs.num_workers
 
@@ -306,6 +357,12 @@ class Runner:
             the learner's process (EnvPool's threads count as the learner's).
         check: ``check()`` -> why it cannot run here beyond a missing module
             (no Docker engine), or None.
+        spins_after: seconds its workers keep busy-waiting after its last
+            round (PufferLib's: 0.5); the next measurement starts that much
+            later, so that it never shares the CPUs with them.
+        own_layouts: ``own_layouts(num_envs)`` -> the layouts a peer is
+            always measured in, its ratios taken over the fastest (None: the
+            group's layouts if it ``layouts``, else its one).
     """
 
     name: str
@@ -322,11 +379,16 @@ class Runner:
     workers: Callable[[Any, int], int | None] = _no_workers
     learner_envs: Callable[[Any, int], int] = _all_in_learner
     check: Callable[[], str | None] | None = None
+    spins_after: float = 0.0
+    own_layouts: Callable[[int], tuple[int | None, ...]] | None = None
 
 
 RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
     Runner("rock_vec", "vector", _rock_vec,
            "rock_vec.make_vec: VectorEnv.step (default split: from the measured step cost, see envs.split)",
+           ours=True, layouts=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
+    Runner("rock_vec_nocopy", "vector", _rock_vec_nocopy,
+           "rock_vec.make_vec(copy=False): results are views of the pool's memory (as PufferLib's and EnvPool's are)",
            ours=True, layouts=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
     Runner("gym_sync", "vector", _gym_sync, "gymnasium SyncVectorEnv: every env steps in the learner"),
     Runner("gym_async", "vector", _gym_async,
@@ -342,6 +404,9 @@ RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
            "rock_vec.make_vec(backend='docker'): each worker a container, every env in one",
            requires="docker", ours=True, layouts=True, workers=_pool_workers, learner_envs=_pool_learner_envs,
            check=docker_unavailable),
+    Runner("rock_vec_oversub", "vector", _rock_vec_oversub,
+           f"rock_vec.make_vec(num_workers={OVERSUBSCRIBED} x CPUs, learner_envs=0): oversubscribed worker processes",
+           ours=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
     Runner("rock_vec_workers", "vector", _rock_vec_workers,
            "rock_vec.make_vec(learner_envs=0): worker processes only, laid out as the docker backend",
            ours=True, layouts=True, workers=_pool_workers, learner_envs=_pool_learner_envs),
@@ -357,6 +422,10 @@ RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
            requires="envpool", batched=True, seeded=False, action_dtype="int32", needs_envpool_id=True),
     Runner("envpool_sync", "vector", _envpool, "envpool.make(num_envs=N): C++ threads, step on the whole batch",
            requires="envpool", seeded=False, action_dtype="int32", needs_envpool_id=True),
+    Runner("pufferlib", "vector", _pufferlib,
+           "pufferlib.vector.make(backend=Multiprocessing, batch_size=N): a worker per CPU (and every env in one)",
+           requires="pufferlib.vector", layouts=True, action_dtype="int32", workers=_puffer_workers,
+           learner_envs=_none_in_learner, spins_after=0.6, own_layouts=puffer_layouts),
     Runner("rllib_rock_vec", "rllib", _rllib_rock_vec,
            "RLlib's SingleAgentEnvRunner (a Ray actor, 2 CPUs) sampling a rock_vec pool (rock_vec.ray)",
            requires="ray.rllib", ours=True, workers=_runner_workers, learner_envs=_runner_learner_envs),
@@ -441,7 +510,8 @@ def check_case(runner: str | Runner, workload: str | Workload, num_envs: int, la
     """Raises ValueError if ``runner`` cannot run this case (whatever is installed)."""
     spec, wl = _runner(runner), _workload(workload)
     if layout is not None and not spec.layouts:
-        raise ValueError(f"layout applies to rock_vec's runners only, not {spec.name}")
+        raise ValueError(f"layout applies to the runners with worker layouts "
+                         f"({', '.join(r.name for r in RUNNER_SPECS.values() if r.layouts)}), not {spec.name}")
     if spec.batched:
         if batch_size is None:
             raise ValueError(f"{spec.name} needs a batch_size")
@@ -668,6 +738,22 @@ def measure_once(runner: str, workload: str | Workload, num_envs: int, layout: i
 # ---------------------------------------------------------------- suites
 
 
+#: ``Target.over``: the row's least ratio over each peer (every runner of the group not ours).
+EVERY_PEER = "every peer"
+#: ``Target.over``: over the fastest of rock_vec's own ``VectorEnv.step`` rows of the group.
+BEST_LAYOUT = "the best layout"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The least ratio ``runner``'s steps/s should reach over ``over``: a
+    runner of the group (its fastest layout), ``EVERY_PEER`` or ``BEST_LAYOUT``."""
+
+    runner: str
+    least: float
+    over: str
+
+
 @dataclass(frozen=True)
 class Group:
     """Runners measured side by side, interleaved, on one workload and size.
@@ -679,6 +765,7 @@ class Group:
         layouts: rock_vec layouts for runners that take them (see ``layouts_for``).
         peer: each row's ``vs_peer`` is its steps/s over this runner's.
         targets: {runner: the least ``vs_peer`` it should reach}.
+        versus: targets over other runners than the peer (``Target``).
         policy: a ``rock_vec.policies`` name: each step runs it first (a
             training loop), the same one for every runner of the group.
     """
@@ -690,6 +777,7 @@ class Group:
     layouts: tuple[int | None, ...] = (None,)
     peer: str | None = None
     targets: dict = field(default_factory=dict)
+    versus: tuple[Target, ...] = ()
     policy: str | None = None
 
     def label(self) -> str:
@@ -753,7 +841,11 @@ def _cases(group: Group) -> list[tuple[Runner, int | None]]:
         spec = _runner(name)
         if unavailable(spec):
             continue
-        for layout in (layouts_for(group.layouts, group.num_envs) if spec.layouts else [None]):
+        if spec.own_layouts is not None:
+            layouts = list(spec.own_layouts(group.num_envs))
+        else:
+            layouts = layouts_for(group.layouts, group.num_envs) if spec.layouts else [None]
+        for layout in layouts:
             cases.append((spec, layout))
     return sorted(cases, key=lambda c: c[0].ours)
 
@@ -763,7 +855,8 @@ def _check_group(group: Group) -> None:
     for name in group.runners:
         spec = _runner(name)
         check_case(spec, group.workload, group.num_envs, None, group.batch_size if spec.batched else None)
-    for name in (group.peer, *group.targets):
+    overs = [t.over for t in group.versus if t.over not in (EVERY_PEER, BEST_LAYOUT)]
+    for name in (group.peer, *group.targets, *(t.runner for t in group.versus), *overs):
         if name is not None and name not in group.runners:
             raise ValueError(f"{name} is a peer or target of group {group.label()} but not one of its runners")
 
@@ -831,6 +924,7 @@ def run_groups(groups: Sequence[Group], repeats: int = 3, seconds: float = 2.0, 
                     rate = measure(e["envs"], seconds, warmup, seed=rep, runner=e["spec"],
                                    batch_size=e["batch_size"], policy=policy)
                     e["samples"].append(rate)
+                    time.sleep(e["spec"].spins_after)
                     done += 1
                     if progress:
                         label = e["runner"] + (f" {layout_label(e['layout'])}" if e["spec"].layouts else "")
@@ -975,24 +1069,80 @@ def _summarise(group: Group, entries: list[dict]) -> list[dict]:
             "num_workers": e["num_workers"], "learner_envs": e["learner_envs"],
             "steps_per_s": statistics.median(e["samples"]), "samples": e["samples"],
         })
-    # A peer measured in several layouts (a sweep) counts with its default one.
-    medians = {}
+    # A runner measured in several layouts counts, as a peer, with its fastest.
+    fastest: dict[str, dict] = {}
     for r in rows:
-        medians.setdefault(r["runner"], r["steps_per_s"])
-    best: dict[str, dict] = {}
-    for r in rows:
-        if r["layout"] is not None and (r["runner"] not in best or r["steps_per_s"] > best[r["runner"]]["steps_per_s"]):
-            best[r["runner"]] = r
+        if r["runner"] not in fastest or r["steps_per_s"] > fastest[r["runner"]]["steps_per_s"]:
+            fastest[r["runner"]] = r
+    speed = {name: r["steps_per_s"] for name, r in fastest.items()}
+    peers = [name for name in speed if not _runner(name).ours]
+    ours_best = max((r["steps_per_s"] for r in rows if r["runner"] in ("rock_vec", "rock_vec_oversub")),
+                    default=None)
     for r in rows:
         for p in PEERS:
-            r[f"vs_{p}"] = _ratio(r["steps_per_s"], medians.get(p))
+            r[f"vs_{p}"] = _ratio(r["steps_per_s"], speed.get(p))
+        r["vs"] = {p: _ratio(r["steps_per_s"], speed[p]) for p in peers if p != r["runner"]}
         r["peer"] = group.peer
-        r["vs_peer"] = _ratio(r["steps_per_s"], medians.get(group.peer)) if group.peer else None
+        r["vs_peer"] = _ratio(r["steps_per_s"], speed.get(group.peer)) if group.peer else None
         r["target"] = group.targets.get(r["runner"])
         r["target_met"] = None if r["target"] is None or r["vs_peer"] is None else r["vs_peer"] >= r["target"]
+        r["versus"] = [_versus(t, r, speed, ours_best) for t in group.versus if t.runner == r["runner"]]
         if r["layout"] is not None:
-            r["best"] = r is best[r["runner"]]
+            r["best"] = r is fastest[r["runner"]]
     return rows
+
+
+def _versus(target: Target, row: dict, speed: dict[str, float], ours_best: float | None) -> dict:
+    """``target`` checked on ``row``: ``{"over", "least", "ratio", "met"}``
+    (ratio and met None where what it is over did not run); over every
+    peer, ``over`` names the slowest ratio's peer."""
+    over = target.over
+    if over == EVERY_PEER:
+        ratios = row["vs"]
+        over = min(ratios, key=lambda p: ratios[p]) if ratios else EVERY_PEER
+        ratio = ratios.get(over)
+        over = f"every peer (least over {over})" if ratios else over
+    elif over == BEST_LAYOUT:
+        ratio = _ratio(row["steps_per_s"], ours_best)
+    else:
+        ratio = _ratio(row["steps_per_s"], speed.get(over))
+    return {"over": over, "least": target.least, "ratio": ratio, "met": None if ratio is None else ratio >= target.least}
+
+
+# ---------------------------------------------------------------- every peer
+
+#: rock_vec's runners in ``peer_groups``: its step (copies and views), async batches, an oversubscribed layout.
+PEER_OURS = ("rock_vec", "rock_vec_nocopy", "rock_vec_async", "rock_vec_oversub")
+#: Every peer in ``peer_groups``, in the order the tables list them.
+PEER_RUNNERS = ("gym_sync", "gym_async", "sb3_subproc", "sb3_dummy", "envpool_sync", "envpool_async", "pufferlib")
+#: Targets of ``peer_groups`` by (workload, num_envs); every 16-env group also
+#: wants the oversubscribed layout at >= 0.8x the best.
+PEER_TARGETS: dict[tuple[str, int], tuple[Target, ...]] = {
+    ("cartpole", 16): (Target("rock_vec", 1.9, "pufferlib"), Target("rock_vec", 1.0, "envpool_sync")),
+    ("atari_like", 16): (Target("rock_vec", 1.5, "pufferlib"), Target("rock_vec_nocopy", 1.5, "pufferlib")),
+    ("image_f32", 16): (Target("rock_vec", 2.0, "pufferlib"), Target("rock_vec_nocopy", 2.0, "pufferlib")),
+    ("busy100", 16): (Target("rock_vec", 1.7, EVERY_PEER),),
+}
+
+
+def peer_groups(workloads: Sequence[str], env_counts: Sequence[int],
+                layouts: Sequence[int | None] = (None,)) -> list[Group]:
+    """One group per (workload, num_envs): ``PEER_OURS`` and every peer of
+    ``PEER_RUNNERS`` that runs the workload (EnvPool only its own CartPole),
+    async runners in batches of half the envs, ratios over gym_sync
+    (``vs_peer``) and over each peer (``vs``), targets ``PEER_TARGETS``."""
+    groups = []
+    for w in workloads:
+        wl = _workload(w)
+        for n in env_counts:
+            runners = tuple(r for r in PEER_OURS + PEER_RUNNERS
+                            if not (RUNNER_SPECS[r].needs_envpool_id and wl.envpool_id is None))
+            versus = PEER_TARGETS.get((w, n), ())
+            if n == 16:
+                versus += (Target("rock_vec_oversub", 0.8, BEST_LAYOUT),)
+            groups.append(Group(w, n, runners, batch_size=n // 2 if n % 2 == 0 else n, layouts=tuple(layouts),
+                                peer="gym_sync", versus=versus))
+    return groups
 
 
 def quick_settings() -> dict:

@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _csv(kind: Callable[[str], object], choices: Sequence[str] | None = None):
-    """An argparse type: a comma-separated list of ``kind`` values."""
+def _csv(kind: Callable[[str], object], choices: Sequence[str] | None = None, minimum: int = 1):
+    """An argparse type: a comma-separated list of ``kind`` values (ints at least ``minimum``)."""
 
     def parse(text: str) -> list:
         items = [t.strip() for t in text.split(",") if t.strip()]
@@ -35,8 +35,9 @@ def _csv(kind: Callable[[str], object], choices: Sequence[str] | None = None):
                 value = kind(item)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"{item!r} is not a valid {kind.__name__}") from None
-            if isinstance(value, int) and value < 1:
-                raise argparse.ArgumentTypeError(f"{item!r} must be positive")
+            if isinstance(value, int) and value < minimum:
+                raise argparse.ArgumentTypeError(f"{item!r} must be positive" if minimum == 1 else
+                                                 f"{item!r} must be at least {minimum}")
             if value not in out:
                 out.append(value)
         return out
@@ -58,7 +59,7 @@ def _positive(kind: Callable[[str], object]):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .bench import GYM_WORKLOADS, RUNNER_SPECS, RUNNERS, SUITES, WORKLOADS
+    from .bench import GYM_WORKLOADS, OVERSUBSCRIBED, PEER_RUNNERS, RUNNER_SPECS, RUNNERS, SUITES, WORKLOADS
 
     parser = argparse.ArgumentParser(prog="rock-vec", description="rock_vec tools: throughput benchmark, cleanup.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -76,16 +77,23 @@ def _parser() -> argparse.ArgumentParser:
                     + "  Suites other than gym run fixed groups and print vs_peer, the ratio to "
                       "each group's peer,\n  and whether a target is met. Runners whose optional module "
                       "(stable_baselines3, envpool, ray)\n  is missing are skipped with a note.\n\n"
+                    "  --peers: rock_vec (its step, async batches of half the envs, and workers = "
+                    f"{OVERSUBSCRIBED}x CPUs) against\n      {', '.join(PEER_RUNNERS)}\n"
+                    "      on --workloads x --envs; ratios over each peer at its fastest layout; the 16-env targets\n\n"
                     "Workloads:\n" + "".join(f"  {w.name}: {w.description}\n" for w in WORKLOADS.values())
                     + "\nRunners (--runners, gym suite):\n"
                     + "".join(f"  {r.name}: {r.description}\n" for r in RUNNER_SPECS.values())
                     + "\nExamples:\n"
                       "  rock-vec bench --quick\n"
                       "  rock-vec bench --suite async,sb3,envpool --repeats 5 --seconds 3\n"
+                      "  rock-vec bench --peers --envs 16 --plot peers.png\n"
                       "  rock-vec bench --workloads jitter --envs 64 --runners rock_vec,rock_vec_async,gym_async "
                       "--batch-size 16")
     bench.add_argument("--suite", type=_csv(str, suites), metavar="LIST",
                        help=f"comma-separated, from {','.join(suites)} (default: gym)")
+    bench.add_argument("--peers", action="store_true",
+                       help="rock_vec against every peer (gymnasium, SB3, EnvPool, PufferLib) on --workloads x --envs, "
+                            "with a ratio over each; the 16-env targets checked")
     bench.add_argument("--quick", action="store_true",
                        help="gym suite: cartpole and atari_like at 16 envs; any suite: 1 s per measurement, "
                             "3 repeats (options given explicitly still apply)")
@@ -137,6 +145,21 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between readings (default 1)")
     top.add_argument("--once", action="store_true", help="print one view (two readings an interval apart) and exit")
 
+    watch = sub.add_parser(
+        "watch", help="frames of chosen envs of a running pool, as a grid: to a GIF, PNG or MP4, or live",
+        description="Asks the workers of a running pool of this user (the only one, or POOL) for render() frames of "
+                    "--envs, every 1/--fps seconds for --seconds, and tiles them into a grid. Each env renders on "
+                    "whoever steps it, between two steps, and the frame comes back through the pool's memory: the "
+                    "training loop goes on (an env's step that renders takes the render's time longer). The pool "
+                    "must be built with render_mode='rgb_array'. Needs Pillow for GIF/PNG (pip install "
+                    "'rock-vec[monitor]'), ffmpeg on the PATH for MP4, a display for --live.")
+    watch.add_argument("pool", nargs="?", help="the pool's id or a prefix of it (default: the only running pool)")
+    watch.add_argument("--envs", type=_csv(int, minimum=0), metavar="LIST", help="env indices (default: the first 4)")
+    watch.add_argument("--out", metavar="FILE", help="write the grid to FILE: .gif or .mp4 (every frame), .png (the last)")
+    watch.add_argument("--live", action="store_true", help="show the grid in a window (needs a display)")
+    watch.add_argument("--seconds", type=_positive(float), default=10.0, help="how long to watch (default 10)")
+    watch.add_argument("--fps", type=_positive(float), default=5.0, help="grids per second (default 5)")
+
     serve = sub.add_parser("serve-metrics", help="a Prometheus endpoint for this user's running pools",
                            description="Serves /metrics (Prometheus text format) until stopped: per pool and host, "
                                        "env steps, seconds stepping, restarts, readiness, exit signal and heartbeat "
@@ -154,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="a pip requirement the envs need in the container (repeat for more)")
     build.add_argument("--tag", help="the image's tag (default: rock-vec-worker:VERSION, the backend's default)")
     build.add_argument("--base", help="base image with the learner's Python (default: rock-vec-base:bookworm)")
-    parser.commands = {"bench": bench, "clean": clean, "image": image, "plan": plan}
+    parser.commands = {"bench": bench, "clean": clean, "image": image, "plan": plan, "watch": watch}
     return parser
 
 
@@ -167,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print("rock-vec: error: a command is required (bench, clean, image, plan, ps, serve-metrics, top, topology)", file=sys.stderr)
+        print("rock-vec: error: a command is required (bench, clean, image, plan, ps, serve-metrics, top, topology, watch)", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "bench":
         problem = _bench_usage_error(args)
@@ -184,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _top(args)
     if args.command == "serve-metrics":
         return _serve_metrics(args)
+    if args.command == "watch":
+        return _watch(args, parser)
     if args.command == "topology":
         return _topology()
     if args.command == "plan":
@@ -296,7 +321,64 @@ def format_peer_table(rows: list[dict]) -> str:
     return _render(head, {1, 2, 6, 7}, rows, lines)
 
 
+def format_versus_table(rows: list[dict]) -> str:
+    """rock_vec's rows (of ``peer_groups``) over each peer, a column a peer,
+    then a line per ``versus`` target; empty without such rows."""
+    from .bench import PEER_OURS, PEER_RUNNERS
+
+    ours = [r for r in rows if r["runner"] in PEER_OURS and r.get("vs") is not None]
+    if not ours:
+        return ""
+    peers = [p for p in PEER_RUNNERS if any(p in r["vs"] for r in ours)]
+    head = ("workload", "envs", "runner", "steps/s", *(f"/{p}" for p in peers))
+    lines = [(r["workload"], str(r["num_envs"]), r["runner"], f"{r['steps_per_s']:,.0f}",
+              *(_fmt_ratio(r["vs"].get(p)) for p in peers)) for r in ours]
+    table = _render(head, {1, *range(3, len(head))}, ours, lines)
+    checks = [f"target: {r['workload']} x{r['num_envs']} {r['runner']} over {v['over']}: "
+              + ("not measured" if v["ratio"] is None else f"{v['ratio']:.2f}x")
+              + f" (>= {v['least']:.2f}: " + ("?" if v["met"] is None else "met" if v["met"] else "missed") + ")"
+              for r in ours for v in r.get("versus", [])]
+    return "\n".join([table, *checks])
+
+
+def _progress_lines(line: str) -> None:
+    if line:
+        print(line, file=sys.stderr, flush=True)
+
+
+class _ProgressBar:
+    """``rock-vec bench``'s progress on a terminal: one line redrawn, a bar
+    of the measurements done ("[done/total] ..." lines) and the latest;
+    other lines (skips) print above it. ``bar("")`` clears it."""
+
+    WIDTH = 24
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.drawn = False
+
+    def __call__(self, line: str) -> None:
+        import re
+        import shutil
+
+        counted = re.match(r"\[(\d+)/(\d+)\] (.*)", line)
+        if self.drawn:
+            self.stream.write("\r\033[K")
+            self.drawn = False
+        if counted:
+            done, total, what = int(counted[1]), max(1, int(counted[2])), counted[3]
+            filled = min(self.WIDTH, self.WIDTH * done // total)
+            text = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} {what}"
+            self.stream.write(text[:shutil.get_terminal_size().columns - 1])
+            self.drawn = True
+        elif line:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
 GYM_ONLY = ("workloads", "envs", "runners", "batch_size", "sweep")
+#: Of those, what --peers takes too (its groups are --workloads x --envs).
+PEERS_TOO = ("workloads", "envs", "sweep")
 
 
 def _check_gym_suite(workloads: Sequence[str], env_counts: Sequence[int], runners: Sequence[str],
@@ -324,15 +406,25 @@ def _skip_notes(skipped: dict[str, str]) -> list[str]:
     return [f"note: skipped {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
 
 
+def _suites(args) -> list[str]:
+    """The suites to run, in order; ``--peers`` is the ``peers`` suite."""
+    suites = list(args.suite or ([] if args.peers else ["gym"]))
+    return suites + ["peers"] if args.peers else suites
+
+
 def _bench_usage_error(args) -> str | None:
     """What is wrong with a ``bench`` command line that argparse let through, or None."""
     from . import bench
 
-    suites = args.suite or ["gym"]
-    given = [f"--{name.replace('_', '-')}" for name in GYM_ONLY if getattr(args, name) not in (None, False)]
-    if given and "gym" not in suites:
-        verb = "applies" if len(given) == 1 else "apply"
-        return (f"{', '.join(given)} {verb} to the gym suite only; --suite {','.join(suites)} runs fixed groups "
+    suites = _suites(args)
+    given = [name for name in GYM_ONLY if getattr(args, name) not in (None, False)]
+    wrong = [f"--{name.replace('_', '-')}" for name in given
+             if "gym" not in suites and not ("peers" in suites and name in PEERS_TOO)]
+    if wrong:
+        verb = "applies" if len(wrong) == 1 else "apply"
+        if "peers" in suites:
+            return f"{', '.join(wrong)} {verb} to the gym suite only, not to --peers (which runs every peer)"
+        return (f"{', '.join(wrong)} {verb} to the gym suite only; --suite {','.join(suites)} runs fixed groups "
                 "(see rock-vec bench --help)")
     if "gym" in suites:
         settings = _settings(args, bench)
@@ -357,20 +449,23 @@ def _settings(args, bench) -> dict:
 def _bench(args) -> int:
     from . import bench
 
-    suites = args.suite or ["gym"]
+    suites = _suites(args)
     settings = _settings(args, bench)
     workloads, env_counts, runners = settings["workloads"], settings["env_counts"], settings["runners"]
     repeats, seconds = settings["repeats"], settings["seconds"]
     sweep = args.sweep  # --quick never sweeps unless asked
     layouts = bench.SWEEP_LAYOUTS if sweep else [None]
 
+    peer_groups = bench.peer_groups(workloads, env_counts, layouts) if "peers" in suites else []
+
     def runners_of(suite: str) -> list[str]:
         if suite == "gym":
             return runners
-        return list(dict.fromkeys(r for g in bench.SUITES[suite].groups for r in g.runners))
+        groups = peer_groups if suite == "peers" else bench.SUITES[suite].groups
+        return list(dict.fromkeys(r for g in groups for r in g.runners))
 
     used = {r for suite in suites for r in runners_of(suite)}
-    extra = [m for m in ("stable_baselines3", "envpool", "ray")
+    extra = [m for m in ("stable_baselines3", "envpool", "pufferlib", "ray")
              if any((bench.RUNNER_SPECS[r].requires or "").split(".")[0] == m for r in used)]
     print(machine_line(extra))
     rows_received = ", or rows received for async runners" if any(bench.RUNNER_SPECS[r].batched for r in used) else ""
@@ -379,8 +474,7 @@ def _bench(args) -> int:
           + ("; * best rock_vec layout" if sweep else ""))
     sys.stdout.flush()
 
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+    progress = _ProgressBar(sys.stderr) if sys.stderr.isatty() else _progress_lines
 
     skipped = {r: bench.unavailable(r) for r in bench.RUNNER_SPECS if r in used and bench.unavailable(r)}
     results: list[dict] = []
@@ -394,6 +488,12 @@ def _bench(args) -> int:
                 for r in rows:
                     r["suite"] = "gym"
                 table = format_table(rows)
+            elif suite == "peers":
+                rows = bench.run_groups(peer_groups, repeats, seconds, progress=progress)
+                for r in rows:
+                    r["suite"] = "peers"
+                print("every peer: vs_peer over gym_sync; then rock_vec's ratio over each peer at its fastest layout")
+                table = "\n\n".join(t for t in (format_peer_table(rows), format_versus_table(rows)) if t)
             else:
                 spec = bench.SUITES[suite]
                 rows = bench.run_preset(suite, repeats, seconds, progress=progress)
@@ -412,15 +512,18 @@ def _bench(args) -> int:
                         same = bench.same_results(group)
                         table += (f"\n{group.label()}: same observations, rewards and flags as {group.peer} over "
                                   f"200 steps: {'yes' if same else 'NO'}")
+            progress("")
             print(table)
             for line in _skip_notes({r: skipped[r] for r in runners_of(suite) if r in skipped}):
                 print(line)
             sys.stdout.flush()
             results.extend(rows)
     except KeyboardInterrupt:
+        progress("")
         print("rock-vec bench: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        progress("")
         print(f"rock-vec bench: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.plot:
@@ -609,6 +712,152 @@ def _top(args) -> int:
         return EXIT_OK
     finally:
         watch.close()
+
+
+def _watch(args, parser) -> int:
+    import os
+    import time
+
+    from . import frames, monitor
+
+    def usage(problem: str) -> int:
+        parser.commands["watch"].print_usage(sys.stderr)
+        print(f"rock-vec watch: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+    kinds = (".gif", ".png", ".mp4")
+    if not args.out and not args.live:
+        return usage("say where the frames go: --out FILE (.gif, .png, .mp4) or --live")
+    if args.out and not args.out.lower().endswith(kinds):
+        return usage(f"--out {args.out}: write a .gif, .png or .mp4")
+    try:
+        write = _frame_writer(args.out, args.fps) if args.out else None
+        show = _live_window() if args.live else None
+    except RuntimeError as exc:
+        print(f"rock-vec watch: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        entry = monitor.pool_entry(args.pool)
+        envs = args.envs if args.envs is not None else list(range(min(4, entry["num_envs"])))
+        watcher = frames.FrameWatcher(entry, envs)
+    except (ValueError, PermissionError) as exc:
+        print(f"rock-vec watch: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    grids, said = 0, set()
+    try:
+        with watcher:
+            print(f"watching envs {', '.join(map(str, envs))} of pool {entry['pool']} (learner "
+                  f"{entry['learner_pid']}) for {args.seconds:g} s", file=sys.stderr)
+            end = time.monotonic() + args.seconds
+            while time.monotonic() < end:
+                due = time.monotonic() + 1 / args.fps
+                got = watcher.grab(timeout=min(5.0, max(0.5, end - time.monotonic())))
+                for note in (g for g in got if isinstance(g, str)):
+                    if note not in said:
+                        said.add(note)
+                        print(f"rock-vec watch: {note}", file=sys.stderr)
+                if all(isinstance(g, str) for g in got):
+                    if not os.path.exists(f"/proc/{entry['learner_pid']}"):
+                        print("rock-vec watch: the learner has ended", file=sys.stderr)
+                    break
+                image = frames.grid([None if isinstance(g, str) else g for g in got])
+                grids += 1
+                if write:
+                    write(image)
+                if show:
+                    show(image)
+                time.sleep(max(0.0, due - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if write:
+            write(None)
+    if not grids:
+        print("rock-vec watch: no frames", file=sys.stderr)
+        return EXIT_FAILED
+    if args.out:
+        print(f"{grids} grid{'s' if grids != 1 else ''} of {len(envs)} env{'s' if len(envs) != 1 else ''} "
+              f"written to {args.out}")
+    return EXIT_OK
+
+
+def _frame_writer(path: str, fps: float):
+    """``write(image)`` for each grid, then ``write(None)`` to finish the file.
+
+    Raises:
+        RuntimeError: what writing ``path`` needs is missing (Pillow, ffmpeg).
+    """
+    if path.lower().endswith(".mp4"):
+        import shutil
+        import subprocess
+
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            raise RuntimeError("an .mp4 needs ffmpeg on the PATH; write a .gif instead")
+        state: dict = {}
+
+        def write_mp4(image) -> None:
+            if image is None:
+                if "proc" in state:
+                    state["proc"].stdin.close()
+                    state["proc"].wait()
+                return
+            if "proc" not in state:  # the first grid fixes the size
+                h, w = image.shape[:2]
+                state["size"] = (h, w)
+                state["proc"] = subprocess.Popen(
+                    [ffmpeg, "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                     "-r", f"{fps:g}", "-i", "-", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p",
+                     path], stdin=subprocess.PIPE)
+            if image.shape[:2] == state["size"]:
+                state["proc"].stdin.write(image.tobytes())
+
+        return write_mp4
+    try:
+        from PIL import Image
+    except ImportError:
+        raise RuntimeError("a .gif or .png needs Pillow: pip install 'rock-vec[monitor]'") from None
+    images: list = []
+
+    def write_pil(image) -> None:
+        if image is not None:
+            images.append(Image.fromarray(image))
+        elif images and path.lower().endswith(".png"):
+            images[-1].save(path)
+        elif images:
+            images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+
+    return write_pil
+
+
+def _live_window():
+    """``show(image)``: draws each grid in a matplotlib window.
+
+    Raises:
+        RuntimeError: no display, or no matplotlib.
+    """
+    import os
+
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        raise RuntimeError("--live needs a display (DISPLAY is not set): write the frames with --out FILE")
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError("--live needs matplotlib: pip install 'rock-vec[bench]'") from None
+    plt.ion()
+    fig, ax = plt.subplots()
+    ax.axis("off")
+    shown: dict = {}
+
+    def show(image) -> None:
+        if "im" not in shown:
+            shown["im"] = ax.imshow(image)
+        else:
+            shown["im"].set_data(image)
+        fig.canvas.draw_idle()
+        plt.pause(0.001)
+
+    return show
 
 
 def _serve_metrics(args) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from . import codec, errors
+from .frames import FrameDesk
 from ._core import ffi, lib
 from .actions import Actions, action_leaves
 from .layout import LeafIO, leaves_of
@@ -129,6 +130,7 @@ class EnvHost:
         self.ep_return = [0.0] * (hi - lo)
         self.ep_length = [0] * (hi - lo)
         self.episodes, self.last_return, self.last_length = a["m.episodes"], a["m.last_return"], a["m.last_length"]
+        self.frames = FrameDesk(a, lo, hi)  # rock-vec watch's requests, answered between steps
 
     # ---- building ----
 
@@ -233,12 +235,16 @@ class EnvHost:
             self.env_index = i
             write(i, i, advance(i))
         self.env_index = None
+        if self.frames.pending():
+            self.frames.serve(self.envs)
         return self.hi - self.lo
 
     def step_to_row(self, i: int) -> None:
         """Steps env ``i`` (an async send); its result goes to a row of the
         output ring (see ``to_row``)."""
         self.to_row(i, lambda: self.advance(i))
+        if self.frames.pending():
+            self.frames.serve(self.envs)
 
     def to_row(self, i: int, produce) -> None:
         """Runs ``produce() -> result`` for env ``i``, then claims the next

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from . import codec
+from . import codec, frames
 
 ALIGN = 64  # cache line: no two arrays share one
 
@@ -95,9 +95,10 @@ def plan_outputs(arena: Arena, prefix: str, obs_leaves: list[Leaf], rows: int, i
 
 def plan_arrays(arena: Arena, obs_leaves: list[Leaf], num_envs: int, num_workers: int, info_bytes: int,
                 mailbox_bytes: int) -> None:
-    """Declares the step arrays (a row per env), the mailboxes and the
+    """Declares the step arrays (a row per env), the mailboxes, the
     episode counters a monitor reads (``m.``: per env, written by whoever
-    steps the env when an episode ends)."""
+    steps the env when an episode ends) and the frame slots of ``rock-vec
+    watch`` (``w.``, see ``rock_vec.frames``)."""
     plan_outputs(arena, "", obs_leaves, num_envs, info_bytes)
     arena.add("mailbox", "|u1", (num_workers, mailbox_bytes))
     arena.add("m.episodes", "<u8", (num_envs,))
@@ -106,6 +107,7 @@ def plan_arrays(arena: Arena, obs_leaves: list[Leaf], num_envs: int, num_workers
     arena.add("m.learner", "<u8", (2,))  # the learner's share: env steps, ns spent stepping them
     arena.add("m.errors", "<u8", (num_workers,))  # commands that raised, per worker
     arena.add("m.last_error", "|u1", (num_workers, LAST_ERROR_BYTES))  # the last one, "Type: message" in UTF-8
+    frames.plan(arena)
 
 
 def plan_async_arrays(arena: Arena, obs_leaves: list[Leaf], rows: int, blocks: int, num_workers: int,

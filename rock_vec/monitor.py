@@ -56,6 +56,31 @@ class Snapshot:
     learner_busy_ns: int
 
 
+def attach_listed(entry: dict, read_only: bool = True) -> Segment:
+    """Maps the segment of the pool a registry ``entry`` lists, through its
+    learner's descriptor (``read_only``: a monitor's mapping; ``rock-vec
+    watch`` writes its frame requests).
+
+    Raises:
+        ValueError: the pool is gone, or the listing does not lead to its
+            segment (another process took the descriptor), naming the pool.
+        PermissionError: the pool belongs to another user.
+    """
+    pid, fd = entry["learner_pid"], entry.get("segment_fd")
+    if fd is None:
+        raise ValueError(f"pool {entry['pool']} was started by a rock_vec that does not list its segment")
+    try:
+        seg = Segment.attach(f"/proc/{pid}/fd/{fd}", read_only=read_only)
+    except FileNotFoundError:
+        raise ValueError(f"pool {entry['pool']} is gone (learner {pid})") from None
+    except ValueError as exc:
+        raise ValueError(f"pool {entry['pool']}: its listed descriptor is no rock_vec segment ({exc})") from None
+    if seg.header.learner_pid != pid or seg.header.num_envs != entry["num_envs"]:
+        seg.close()
+        raise ValueError(f"pool {entry['pool']}: the segment behind its descriptor is another pool's")
+    return seg
+
+
 class PoolMonitor:
     """A read-only mapping of the pool a registry ``entry`` lists.
 
@@ -67,18 +92,7 @@ class PoolMonitor:
 
     def __init__(self, entry: dict):
         self.entry = entry
-        pid, fd = entry["learner_pid"], entry.get("segment_fd")
-        if fd is None:
-            raise ValueError(f"pool {entry['pool']} was started by a rock_vec that does not list its segment")
-        try:
-            self.seg = Segment.attach(f"/proc/{pid}/fd/{fd}", read_only=True)
-        except FileNotFoundError:
-            raise ValueError(f"pool {entry['pool']} is gone (learner {pid})") from None
-        except ValueError as exc:
-            raise ValueError(f"pool {entry['pool']}: its listed descriptor is no rock_vec segment ({exc})") from None
-        if self.seg.header.learner_pid != pid or self.seg.header.num_envs != entry["num_envs"]:
-            self.close()
-            raise ValueError(f"pool {entry['pool']}: the segment behind its descriptor is another pool's")
+        self.seg = attach_listed(entry, read_only=True)
         self.ranges = {w["index"]: tuple(w["envs"]) for w in entry["workers"]}
 
     def snapshot(self) -> Snapshot:

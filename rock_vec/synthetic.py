@@ -62,6 +62,11 @@ class SyntheticEnv(gym.Env):
             terminated.
         copy_obs: return a fresh copy of the observation on every call
             instead of one of the two reused buffers.
+        render_mode: None, or ``"rgb_array"``: ``render()`` returns a
+            (24, 32, 3) uint8 frame whose red channel is the step count
+            modulo 256 and whose green channel is the seed given to the last
+            seeded reset modulo 256 (so a frame tells which env and step it
+            shows).
 
     Actions are ``Discrete(4)``; the reward is 1.0 when the action equals the
     step count modulo 4, else 0.0 (deterministic, and it depends on the
@@ -72,10 +77,11 @@ class SyntheticEnv(gym.Env):
             step time or jitter, or a non-positive episode length.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(self, obs_shape: Sequence[int] = (4,), obs_dtype: str = "float32", step_us: float = 0,
-                 jitter_us: float = 0, episode_len: int = 1000, copy_obs: bool = False):
+                 jitter_us: float = 0, episode_len: int = 1000, copy_obs: bool = False,
+                 render_mode: str | None = None):
         shape = tuple(int(d) for d in (obs_shape if isinstance(obs_shape, (tuple, list)) else (obs_shape,)))
         if not shape or any(d < 1 for d in shape):
             raise ValueError(f"obs_shape must be a non-empty tuple of positive ints, got {obs_shape!r}")
@@ -85,6 +91,10 @@ class SyntheticEnv(gym.Env):
             raise ValueError(f"step_us and jitter_us must be >= 0, got {step_us!r} and {jitter_us!r}")
         if int(episode_len) < 1:
             raise ValueError(f"episode_len must be a positive int, got {episode_len!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+        self.seed_mark = 0
         self.obs_shape, self.obs_dtype = shape, obs_dtype
         self.step_us, self.jitter_us, self.episode_len = float(step_us), float(jitter_us), int(episode_len)
         self.copy_obs = bool(copy_obs)
@@ -120,7 +130,18 @@ class SyntheticEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.t = 0
+        if seed is not None:
+            self.seed_mark = seed % 256
         return self._stamp(), {}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        frame = np.zeros((24, 32, 3), np.uint8)
+        frame[..., 0] = self.t % 256
+        frame[..., 1] = self.seed_mark
+        frame[..., 2] = 200
+        return frame
 
     def step(self, action):
         start = time.perf_counter_ns()
