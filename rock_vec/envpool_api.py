@@ -77,7 +77,7 @@ class EnvPoolAPI:
         if running.size:
             raise ValueError(f"envs {running.tolist()} are already running: recv their results before sending again")
         actions_io = self._io.actions
-        actions_io.write(actions_io.check(actions, len(ids)), ids)
+        actions_io.write(actions_io.check(self._arrays.actions(actions), len(ids)), ids)
         self._batches.send(ids)
 
     def recv(self, timeout: float | None = None):
@@ -116,7 +116,7 @@ class EnvPoolAPI:
             infos["env_id"] = env_ids
         finally:
             self._batches.release(rows, env_ids)
-        return obs, rew, term, trunc, infos
+        return self._arrays.results((obs, rew, term, trunc, infos))
 
     def step_envs(self, actions, env_id=None, timeout: float | None = None):
         """EnvPool's ``step(actions, env_id)``: :meth:`send` then :meth:`recv`."""

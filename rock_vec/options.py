@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from . import arrays
+
 WAIT_POLICIES = ("auto", "spin", "block")
 FAILURE_POLICIES = ("raise", "restart")
 CONTEXTS = (None, "fork", "forkserver", "spawn")
@@ -57,6 +59,10 @@ class PoolOptions:
             what Ray grants an actor) or CPU ids (workers run only on those;
             placement "numa" plans within them). None: every CPU this
             process may run on.
+        array_backend: 'numpy', 'torch' or 'jax': the arrays results come
+            back as (``rock_vec.arrays``; torch and JAX through DLPack, no
+            copy added).
+        device: where results go: None or 'cpu' (the GPU path is not built).
 
     Raises:
         ValueError: naming the option and what it takes.
@@ -78,6 +84,8 @@ class PoolOptions:
     placement: str | None = None
     gpu: int | str | None = None
     cpus: int | tuple[int, ...] | None = None
+    array_backend: str = "numpy"
+    device: Any = None
 
     def __post_init__(self) -> None:
         _positive_int("envs_per_worker", self.envs_per_worker)
@@ -116,6 +124,7 @@ class PoolOptions:
             object.__setattr__(self, "cpus", ids)
         else:
             _positive_int("cpus", self.cpus)
+        arrays.check(self.array_backend, self.device)
         if self.backend is not None and self.context is not None and self.backend != self.backend_name:
             raise ValueError(f"context={self.context!r} asks for the {self.backend_name!r} backend, "
                              f"not backend={self.backend!r}: give one of them")

@@ -46,7 +46,7 @@ class RockVecEnv(VecEnv):
     """
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], start_method: str | None = None, **options: Any):
-        pool_options = PoolOptions.of(dict(options, context=start_method), "RockVecEnv")
+        pool_options = _numpy_only(PoolOptions.of(dict(options, context=start_method), "RockVecEnv"))
         self._adopt(PoolIO.of_fns(env_fns, pool_options, autoreset_mode=AutoresetMode.SAME_STEP))
 
     @classmethod
@@ -54,6 +54,7 @@ class RockVecEnv(VecEnv):
         """``n_envs`` copies of the registered env ``env_id``; ``options`` are
         rock_vec options and ``gymnasium.make`` kwargs (see ``make_vec``)."""
         pool_options, env_kwargs = PoolOptions.take(options, "RockVecEnv.from_id")
+        _numpy_only(pool_options)
         self = cls.__new__(cls)
         self._adopt(PoolIO.of_id(env_id, n_envs, env_kwargs, pool_options, AutoresetMode.SAME_STEP))
         return self
@@ -200,3 +201,10 @@ class RockVecEnv(VecEnv):
                 raise IndexError(f"env index {i} out of range: the pool has {self.num_envs} envs")
             targets.append(int(i) % self.num_envs)
         return targets
+
+
+def _numpy_only(options: PoolOptions) -> PoolOptions:
+    if options.array_backend != "numpy" or options.device is not None:
+        raise ValueError("SB3's VecEnv hands numpy arrays to SB3, which moves them to its device itself: "
+                         "array_backend and device apply to make_vec and AsyncVectorEnv")
+    return options

@@ -16,6 +16,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.async_vector_env import AsyncState
 
 from . import errors
+from .arrays import ArrayBackend
 from .envpool_api import EnvPoolAPI
 from .hosting import FORBIDDEN_CALLS
 from .infos import batch_infos
@@ -100,15 +101,17 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
             raise ValueError(
                 "rock_vec runs its own worker program (rock_vec.worker) over shared memory; a custom "
                 "gymnasium `worker` function cannot run there. Pass worker=None.")
-        self._adopt(PoolIO.of_fns(env_fns, options, observation_mode, autoreset_mode, max_concurrency), copy)
+        arrays = ArrayBackend(options.array_backend, options.device)  # a missing module fails before any worker starts
+        self._adopt(PoolIO.of_fns(env_fns, options, observation_mode, autoreset_mode, max_concurrency), copy, arrays)
         self.observation_mode = observation_mode
         self.shared_memory, self.context, self.daemon = shared_memory, context, daemon
 
     # ---- construction ----
 
-    def _adopt(self, io: PoolIO, copy: bool) -> None:
-        """Takes ``io``'s pool as this vector env's."""
+    def _adopt(self, io: PoolIO, copy: bool, arrays: ArrayBackend) -> None:
+        """Takes ``io``'s pool as this vector env's, its results as ``arrays``'."""
         self._io = io
+        self._arrays = arrays
         self.num_envs, self.copy, self.env_fns = io.num_envs, copy, io.env_fns
         self.autoreset_mode, self.metadata, self.render_mode = io.autoreset_mode, io.metadata, io.render_mode
         self.single_observation_space, self.observation_space = io.single_observation_space, io.observation_space
@@ -124,7 +127,8 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
     def _from_id(cls, env_id: str, num_envs: int, env_kwargs: dict, copy: bool, autoreset_mode,
                  options: PoolOptions) -> "AsyncVectorEnv":
         self = cls.__new__(cls)
-        self._adopt(PoolIO.of_id(env_id, num_envs, env_kwargs, options, autoreset_mode), copy)
+        arrays = ArrayBackend(options.array_backend, options.device)
+        self._adopt(PoolIO.of_id(env_id, num_envs, env_kwargs, options, autoreset_mode), copy, arrays)
         self.observation_mode = "same"
         self.shared_memory, self.context, self.daemon = True, options.context, True
         return self
@@ -216,7 +220,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         io = self._io
         lengths = io.info_len if self._reset_mask is None else io.info_len * self._reset_mask
         infos = batch_infos(self._add_info, io.info, lengths, slice(0, self.num_envs))
-        return io.obs.read_batch(self.copy), infos
+        return self._arrays.results((io.obs.read_batch(self.copy), infos))
 
     # ---- step ----
 
@@ -246,7 +250,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         """
         self._assert_is_running()
         self._assert_idle("step_async")
-        self._io.start_step(actions)
+        self._io.start_step(self._arrays.actions(actions))
         self._state = AsyncState.WAITING_STEP
 
     def step_wait(self, timeout: float | None = None):
@@ -264,8 +268,9 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         done = np.logical_or(io.term, io.trunc) if io.same_step else None
         infos = batch_infos(self._add_info, io.info, io.info_len, slice(0, self.num_envs), io.final_obs, done)
         if self.copy:
-            return io.obs.read_batch(True), io.rew.copy(), io.term.copy(), io.trunc.copy(), infos
-        return io.obs.read_batch(False), io.rew, io.term, io.trunc, infos
+            return self._arrays.results((io.obs.read_batch(True), io.rew.copy(), io.term.copy(), io.trunc.copy(),
+                                         infos))
+        return self._arrays.results((io.obs.read_batch(False), io.rew, io.term, io.trunc, infos))
 
     # ---- call / attributes ----
 
