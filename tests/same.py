@@ -8,7 +8,8 @@ def assert_same(a, b, where):
     down, as gymnasium's ``data_equivalence`` demands: a GraphInstance is not
     a tuple, an int is not an np.int64, dict keys come in the same order,
     arrays have the same dtype and shape (object arrays compared item by
-    item), NaN equals NaN."""
+    item), NaN equals NaN; torch tensors and JAX arrays equal in dtype, shape,
+    device and values."""
     assert type(a) is type(b), f"{where}: {type(a).__name__} {a!r:.60} != {type(b).__name__} {b!r:.60}"
     if isinstance(a, dict):
         assert list(a) == list(b), f"{where}: keys {list(a)} != {list(b)}"
@@ -25,6 +26,10 @@ def assert_same(a, b, where):
                 assert_same(x, y, f"{where}.flat[{i}]")
         else:
             np.testing.assert_array_equal(a, b, err_msg=where)
+    elif hasattr(a, "__dlpack__"):  # a torch tensor or a JAX array (array_backend)
+        assert (a.dtype, tuple(a.shape), str(a.device)) == (b.dtype, tuple(b.shape), str(b.device)), \
+            f"{where}: {a.dtype}{tuple(a.shape)} on {a.device} != {b.dtype}{tuple(b.shape)} on {b.device}"
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=where)
     elif isinstance(a, (float, np.floating)) and a != a:
         assert b != b, f"{where}: NaN != {b!r}"
     else:

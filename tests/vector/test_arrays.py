@@ -17,35 +17,13 @@ from gymnasium.vector import SyncVectorEnv
 
 import rock_vec
 from rock_vec import registry
+from same import assert_same
 from sample_envs import SpaceEnv
 
 torch = pytest.importorskip("torch", reason="array_backend='torch' needs torch: pip install 'rock-vec[torch]'")
 pytest.importorskip("array_api_compat",
                     reason="gymnasium's array conversion needs array-api-compat: pip install 'rock-vec[torch]'")
 from gymnasium.wrappers.vector import ArrayConversion, NumpyToTorch  # noqa: E402  (needs array-api-compat)
-
-
-def assert_same(a, b, where="result"):
-    """The same value, types all the way down: a torch tensor equal in
-    dtype, device, shape and values; a JAX array likewise; numpy as
-    gymnasium's data_equivalence; containers in the same type and order."""
-    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
-    if isinstance(a, dict):
-        assert list(a) == list(b), f"{where}: keys {list(a)} != {list(b)}"
-        for k in a:
-            assert_same(a[k], b[k], f"{where}[{k!r}]")
-    elif isinstance(a, (tuple, list)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert (a.dtype, a.device, a.shape) == (b.dtype, b.device, b.shape), f"{where}: {a.dtype} {a.shape} != {b.dtype} {b.shape}"
-        assert torch.equal(a, b), where
-    elif hasattr(a, "__dlpack__"):  # numpy or JAX
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} != {b.dtype}{b.shape}"
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=where)
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 SPACES = {
