@@ -45,3 +45,12 @@ def test_jax_results_on_cartpole_with_autoreset():
     ours = rock_vec.make_vec("CartPole-v1", 4, array_backend="jax")
     ref = ArrayConversion(SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 4), env_xp=np, target_xp=jnp)
     lockstep(ours, ref, steps=120)
+
+
+def test_a_jax_view_kept_past_close_stays_readable():
+    envs = rock_vec.make_vec("CartPole-v1", 4, array_backend="jax", copy=False)
+    obs, _ = envs.reset(seed=1)
+    before = np.array(obs)  # a copy
+    envs.close()
+    np.testing.assert_array_equal(np.asarray(obs), before)
+    assert float(jnp.sum(obs)) == float(before.sum())
