@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                     + "  Suites other than gym run fixed groups and print vs_peer, the ratio to "
                       "each group's peer,\n  and whether a target is met. Runners whose optional module "
                       "(stable_baselines3, envpool, ray)\n  is missing are skipped with a note.\n\n"
-                    "  --peers: rock_vec (its step, async batches of half the envs, and workers = "
+                    "  --peers: rock_vec (its step with copies and with views, async batches of half the envs, workers = "
                     f"{OVERSUBSCRIBED}x CPUs) against\n      {', '.join(PEER_RUNNERS)}\n"
                     "      on --workloads x --envs; ratios over each peer at its fastest layout; the 16-env targets\n\n"
                     "Workloads:\n" + "".join(f"  {w.name}: {w.description}\n" for w in WORKLOADS.values())
@@ -98,9 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="gym suite: cartpole and atari_like at 16 envs; any suite: 1 s per measurement, "
                             "3 repeats (options given explicitly still apply)")
     bench.add_argument("--workloads", type=_csv(str, list(WORKLOADS)), metavar="LIST",
-                       help=f"gym suite: comma-separated, from {','.join(WORKLOADS)} "
+                       help=f"gym suite and --peers: comma-separated, from {','.join(WORKLOADS)} "
                             f"(default: {','.join(GYM_WORKLOADS)})")
-    bench.add_argument("--envs", type=_csv(int), metavar="LIST", help="gym suite: numbers of envs (default: 4,16,64)")
+    bench.add_argument("--envs", type=_csv(int), metavar="LIST", help="gym suite and --peers: numbers of envs (default: 4,16,64)")
     bench.add_argument("--runners", type=_csv(str, list(RUNNER_SPECS)), metavar="LIST",
                        help=f"gym suite: comma-separated, from {','.join(RUNNER_SPECS)} "
                             f"(default: {','.join(RUNNERS)})")
