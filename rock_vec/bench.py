@@ -303,6 +303,7 @@ def _no_workers(envs, num_envs: int) -> int | None:
 
 
 def _pool_workers(envs, num_envs: int) -> int | None:
+    """Its own count: a rock_vec pool's, PufferLib's vectoriser's, an ``EnvRunnerActor``'s."""
     return envs.num_workers
 
 
@@ -320,14 +321,6 @@ def _none_in_learner(envs, num_envs: int) -> int:
 
 def _pool_learner_envs(envs, num_envs: int) -> int:
     return envs.split.learner_envs
-
-
-def _puffer_workers(envs, num_envs: int) -> int:
-    return envs.num_workers
-
-
-def _runner_workers(envs: EnvRunnerActor, num_envs: int) -> int | None:
-    return envs.num_workers
 
 
 def _runner_learner_envs(envs: EnvRunnerActor, num_envs: int) -> int:
@@ -424,11 +417,11 @@ RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
            requires="envpool", seeded=False, action_dtype="int32", needs_envpool_id=True),
     Runner("pufferlib", "vector", _pufferlib,
            "pufferlib.vector.make(backend=Multiprocessing, batch_size=N): a worker per CPU (and every env in one)",
-           requires="pufferlib.vector", layouts=True, action_dtype="int32", workers=_puffer_workers,
+           requires="pufferlib.vector", layouts=True, action_dtype="int32", workers=_pool_workers,
            learner_envs=_none_in_learner, spins_after=0.6, own_layouts=puffer_layouts),
     Runner("rllib_rock_vec", "rllib", _rllib_rock_vec,
            "RLlib's SingleAgentEnvRunner (a Ray actor, 2 CPUs) sampling a rock_vec pool (rock_vec.ray)",
-           requires="ray.rllib", ours=True, workers=_runner_workers, learner_envs=_runner_learner_envs),
+           requires="ray.rllib", ours=True, workers=_pool_workers, learner_envs=_runner_learner_envs),
     Runner("rllib_sync", "rllib", _rllib_sync,
            "RLlib's SingleAgentEnvRunner (a Ray actor, 2 CPUs) sampling its default gymnasium SyncVectorEnv",
            requires="ray.rllib"),
