@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
+import shutil
 import sys
 from typing import Callable, Sequence
 
@@ -358,9 +360,6 @@ class _ProgressBar:
         self.drawn = False
 
     def __call__(self, line: str) -> None:
-        import re
-        import shutil
-
         counted = re.match(r"\[(\d+)/(\d+)\] (.*)", line)
         if self.drawn:
             self.stream.write("\r\033[K")
@@ -788,7 +787,6 @@ def _frame_writer(path: str, fps: float):
         RuntimeError: what writing ``path`` needs is missing (Pillow, ffmpeg).
     """
     if path.lower().endswith(".mp4"):
-        import shutil
         import subprocess
 
         ffmpeg = shutil.which("ffmpeg")
@@ -818,14 +816,15 @@ def _frame_writer(path: str, fps: float):
     except ImportError:
         raise RuntimeError("a .gif or .png needs Pillow: pip install 'rock-vec[monitor]'") from None
     images: list = []
+    last_only = path.lower().endswith(".png")
 
     def write_pil(image) -> None:
         if image is not None:
+            if last_only:
+                images.clear()
             images.append(Image.fromarray(image))
-        elif images and path.lower().endswith(".png"):
-            images[-1].save(path)
         elif images:
-            images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+            images[0].save(path, save_all=not last_only, append_images=images[1:], duration=int(1000 / fps), loop=0)
 
     return write_pil
 

@@ -264,3 +264,26 @@ def test_the_command_says_what_is_wrong():
         assert gone.returncode == 1 and "no running rock_vec pool matches 'nosuchpool'" in gone.stderr
     finally:
         envs.close()
+
+
+def test_the_command_writes_an_mp4_through_ffmpeg(tmp_path):
+    import shutil
+
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        pytest.skip("an .mp4 needs ffmpeg and ffprobe on the PATH (apt-get install ffmpeg)")
+    envs = synthetic_pool()
+    try:
+        envs.reset(seed=0)
+        with Stepping(envs, np.zeros(6, np.int64)):
+            done = run_watch(envs._pool.id, "--envs", "0,1", "--out", str(tmp_path / "w.mp4"), "--seconds", "1",
+                             "--fps", "10")
+        assert done.returncode == 0, done.stderr
+        grids = int(done.stdout.split()[0])
+        probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                                "stream=width,height,nb_read_frames", "-of", "csv=p=0", str(tmp_path / "w.mp4")],
+                               capture_output=True, text=True, timeout=60)
+        width, height, frames_read = (int(x) for x in probe.stdout.strip().split(","))
+        assert (width, height) == (32 * 2 + 4, 24)  # two tiles side by side, already even
+        assert frames_read == grids >= 3
+    finally:
+        envs.close()
