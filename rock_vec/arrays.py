@@ -10,9 +10,9 @@ the segment's memory, and one of a copy shares the copy, so
 and ``ArrayConversion`` vector wrappers): observations, rewards, flags and
 infos come back exactly as those wrappers would hand them over.
 
-Actions may be numpy, torch or JAX arrays (nested in a Dict or Tuple too)
-whatever the backend; a non-numpy batch is read through DLPack, on the CPU
-without a copy.
+Actions and reset options may hold numpy, torch or JAX arrays (nested in
+a Dict or Tuple too) whatever the backend; non-numpy arrays are read
+through DLPack, on the CPU without a copy.
 
 The GPU path (``device="cuda:N"``) is not built: its design is in
 docs/architecture.md, and a device other than the CPU is refused by name.
@@ -75,8 +75,10 @@ class ArrayBackend:
             return value
         return self._conversion(value, xp=self._xp, device=self.device)
 
-    def actions(self, value: Any) -> Any:
-        """A batch of actions as numpy arrays (numpy and plain data: as given)."""
+    def inputs(self, value: Any) -> Any:
+        """A batch of actions, or reset options, as numpy arrays (numpy and
+        plain data: as given), as gymnasium's ``ArrayConversion`` hands
+        them to the env."""
         if isinstance(value, np.ndarray) or not _has_foreign_arrays(value):
             return value
         if self._to_numpy is None:
@@ -85,7 +87,7 @@ class ArrayBackend:
             try:
                 self._to_numpy = (_conversion(), module_name_to_namespace("numpy"))
             except ImportError as exc:
-                raise ImportError(f"actions given as {type(value).__module__} arrays need gymnasium's array "
+                raise ImportError(f"{type(value).__module__} arrays (actions, reset options) need gymnasium's array "
                                   f"conversion ({exc.name}): pip install 'rock-vec[torch]'") from exc
         convert, xp = self._to_numpy
         return convert(value, xp=xp, device=None)

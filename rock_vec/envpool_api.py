@@ -46,6 +46,7 @@ class EnvPoolAPI:
         self._assert_open()
         self._assert_idle("async_reset")
         seeds = self._seed_list(seed)
+        options = self._arrays.inputs(options)
         pool = self._pool
         requests = {}
         for h in pool.hosts:
@@ -77,7 +78,7 @@ class EnvPoolAPI:
         if running.size:
             raise ValueError(f"envs {running.tolist()} are already running: recv their results before sending again")
         actions_io = self._io.actions
-        actions_io.write(actions_io.check(self._arrays.actions(actions), len(ids)), ids)
+        actions_io.write(actions_io.check(self._arrays.inputs(actions), len(ids)), ids)
         self._batches.send(ids)
 
     def recv(self, timeout: float | None = None):

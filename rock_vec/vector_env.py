@@ -188,7 +188,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         self._assert_is_running()
         seeds = self._seed_list(seed)
         self._assert_idle("reset_async")
-        options = dict(options) if options is not None else None
+        options = dict(self._arrays.inputs(options)) if options is not None else None
         mask = None
         if options is not None and "reset_mask" in options:
             mask = options.pop("reset_mask")
@@ -250,7 +250,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         """
         self._assert_is_running()
         self._assert_idle("step_async")
-        self._io.start_step(self._arrays.actions(actions))
+        self._io.start_step(self._arrays.inputs(actions))
         self._state = AsyncState.WAITING_STEP
 
     def step_wait(self, timeout: float | None = None):

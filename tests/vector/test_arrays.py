@@ -38,8 +38,9 @@ SPACES = {
 }
 
 
-def space_fns(obs_space, act_space, n=4):
-    return [functools.partial(SpaceEnv, obs_space, act_space, max_len=6, info_every=4) for _ in range(n)]
+def space_fns(obs_space, act_space, n=4, render_mode=None):
+    return [functools.partial(SpaceEnv, obs_space, act_space, max_len=6, info_every=4, render_mode=render_mode)
+            for _ in range(n)]
 
 
 def lockstep(ours, ref, steps=40, seed=3, as_actions=lambda a: a):
@@ -161,3 +162,26 @@ def test_a_missing_backend_names_the_extra_to_install():
             "    print(exc)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "array_backend='jax' needs jax: pip install 'rock-vec[jax]'", done.stderr
+
+
+def test_reset_options_may_hold_tensors_and_render_stays_numpy():
+    """As gymnasium's ArrayConversion: options reach the envs as numpy (here
+    echoed back in the reset info, as tensors again); render() is not
+    converted."""
+    fns = functools.partial(space_fns, render_mode="rgb_array")
+    ours = rock_vec.AsyncVectorEnv(fns(SPACES["box"][0], SPACES["box"][1]), array_backend="torch", learner_envs=1,
+                                   num_workers=1)
+    ref = NumpyToTorch(SyncVectorEnv(fns(SPACES["box"][0], SPACES["box"][1])))
+    try:
+        options = {"goal": torch.tensor([1.5, -2.0]), "level": 3}
+        got, want = ours.reset(seed=4, options=options), ref.reset(seed=4, options=options)
+        assert_same(got, want, "reset with options")
+        assert torch.equal(got[1]["options"]["goal"], torch.tensor([[1.5, -2.0]] * 4, dtype=torch.float32))
+        ours.async_reset(seed=4, options=options)  # the EnvPool-style reset converts them too
+        ours.recv()
+        frames, ref_frames = ours.render(), ref.render()
+        assert_same(frames, ref_frames, "render")
+        assert type(frames) is tuple and all(type(f) is np.ndarray for f in frames)
+    finally:
+        ours.close()
+        ref.close()
