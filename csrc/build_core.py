@@ -10,10 +10,10 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parent.parent
 
 CDEF = """
-typedef struct { uint32_t cmd_seq; uint32_t cmd; uint64_t cmd_len;
+typedef struct { uint32_t cmd_seq; uint32_t cmd; uint64_t cmd_len; uint64_t cmd_ns;
   uint32_t sleeping; uint32_t done_seq; uint32_t status; uint32_t state;
   uint64_t reply_len; uint64_t heartbeat_ns; uint64_t env_steps;
-  uint64_t busy_ns; int32_t pid; int32_t exit_code; int32_t exit_signal;
+  uint64_t busy_ns; int32_t pid; uint32_t woken; int32_t exit_code; int32_t exit_signal;
   int32_t host_pid; uint32_t restarts; ...; } rv_worker_slot_t;
 typedef struct { uint64_t magic; uint32_t version; uint32_t header_size;
   uint64_t total_size; uint32_t num_envs; uint32_t num_workers;
@@ -38,8 +38,10 @@ void rv_dispatch(rv_worker_slot_t *slots, const uint32_t *workers, uint32_t n,
                  uint32_t cmd, uint64_t cmd_len);
 int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
                  int64_t spin_ns, int64_t timeout_ns);
-int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
-                   int64_t timeout_ns, uint32_t *seq_out);
+typedef struct { uint32_t seq; uint32_t asleep; int64_t doze_late_ns; int64_t stolen_ns; ...; } rv_wait_seen_t;
+int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t doze_ns, int64_t spin_ns,
+                   int64_t timeout_ns, rv_wait_seen_t *seen);
+int rv_set_timer_slack(uint64_t ns);
 void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
                     uint32_t status, uint64_t reply_len, uint32_t n);
 uint32_t rv_claim_row(rv_header_t *h, uint32_t rows);

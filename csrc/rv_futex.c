@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,3 +37,9 @@ int rv_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
 void rv_futex_wake(uint32_t *word, int n) {
   syscall(SYS_futex, word, FUTEX_WAKE, n < 0 ? INT_MAX : n, NULL, NULL, 0);
 }
+
+int rv_set_timer_slack(uint64_t ns) {
+  return prctl(PR_SET_TIMERSLACK, (unsigned long)(ns ? ns : 1), 0, 0, 0) == 0 ? RV_OK : RV_ERR;
+}
+
+void rv_yield(void) { sched_yield(); }

@@ -22,6 +22,16 @@ uint64_t rv_now_ns(void);
  * their condition. Any caller; blocks. */
 int rv_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
 
+/* How late past its timeout the kernel may end this thread's timed waits
+ * (prctl PR_SET_TIMERSLACK; the default is 50 us, as long as a doze's whole
+ * margin). The calling thread only. Returns RV_OK or RV_ERR. */
+int rv_set_timer_slack(uint64_t ns);
+
+/* Lets a runnable thread on this CPU run first (sched_yield), so a spinning
+ * waiter never holds up the one it waits for: the scheduler does put the
+ * learner and a worker on one CPU at times. Returns at once otherwise. */
+void rv_yield(void);
+
 /* Wake up to n sleepers on word. Any caller; never blocks. */
 void rv_futex_wake(uint32_t *word, int n);
 

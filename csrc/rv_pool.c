@@ -33,27 +33,57 @@ int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
   return rv_learner_wait(h, rv_done_ready, &ctx, faults_seen, spin_ns, timeout_ns);
 }
 
-int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
-                   int64_t timeout_ns, uint32_t *seq_out) {
+/* Sleeps on cmd_seq while it is last_seq, at most timeout_ns (< 0: no
+ * limit), the `sleeping` flag up (Dekker pair with rv_ring_doorbell).
+ * Returns 1 if a command came (*asleep set when it came during the sleep),
+ * 0 if it did not. */
+static int rv_worker_sleep(rv_worker_slot_t *s, uint32_t last_seq, int64_t timeout_ns, uint32_t *asleep) {
+  rv_store_seq_cst(&s->sleeping, 1);
+  int slept = rv_load_seq_cst(&s->cmd_seq) == last_seq;
+  int rc = slept ? rv_futex_wait(&s->cmd_seq, last_seq, timeout_ns) : RV_OK;
+  rv_store_relaxed(&s->sleeping, 0);
+  /* Acquire: pairs with the seq_cst store in rv_ring_doorbell. */
+  if (rv_load_acquire(&s->cmd_seq) == last_seq) return 0;
+  *asleep = slept && rc == RV_OK;
+  return 1;
+}
+
+/* 64 spin iterations and a yield take a few us: a longer pause between two
+ * clock reads means another thread had the CPU. */
+#define RV_STOLEN_NS 30000
+
+int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t doze_ns, int64_t spin_ns,
+                   int64_t timeout_ns, rv_wait_seen_t *seen) {
   uint64_t start = rv_now_ns();
   uint64_t deadline = timeout_ns < 0 ? 0 : start + (uint64_t)timeout_ns + 1;
-  uint64_t spin_until = start + (uint64_t)(spin_ns > 0 ? spin_ns : 0);
   rv_store_relaxed(&s->heartbeat_ns, start);
+  seen->asleep = 0;
+  seen->doze_late_ns = -1;
+  seen->stolen_ns = 0;
+  if (doze_ns > 0) {
+    uint64_t doze_until = start + (uint64_t)doze_ns;
+    if (deadline && doze_until > deadline) doze_until = deadline;
+    if (rv_worker_sleep(s, last_seq, rv_remaining(doze_until), &seen->asleep)) goto got;
+    uint64_t now = rv_now_ns();
+    if (now >= doze_until) seen->doze_late_ns = (int64_t)(now - doze_until);
+  }
+  uint64_t checked = rv_now_ns(), spin_until = checked + (uint64_t)(spin_ns > 0 ? spin_ns : 0);
   for (uint32_t iter = 0;; iter++) {
     /* Acquire: pairs with the seq_cst store in rv_ring_doorbell. */
-    uint32_t seq = rv_load_acquire(&s->cmd_seq);
-    if (seq != last_seq) { *seq_out = seq; return RV_OK; }
+    if (rv_load_acquire(&s->cmd_seq) != last_seq) goto got;
     if (spin_ns > 0 && (iter & 63) != 63) { rv_cpu_relax(); continue; } /* no budget: sleep at once */
     uint64_t now = rv_now_ns();
+    if (now - checked > RV_STOLEN_NS && now <= spin_until) seen->stolen_ns += (int64_t)(now - checked);
+    checked = now;
     if (deadline && now >= deadline) return RV_TIMEOUT;
-    if (now < spin_until) continue;
-
-    rv_store_seq_cst(&s->sleeping, 1);
-    if (rv_load_seq_cst(&s->cmd_seq) == last_seq)
-      rv_futex_wait(&s->cmd_seq, last_seq, rv_remaining(deadline));
-    rv_store_relaxed(&s->sleeping, 0);
-    iter = 62; /* re-check now (and the deadline right after) */
+    if (now < spin_until) { rv_yield(); continue; }
+    if (rv_worker_sleep(s, last_seq, rv_remaining(deadline), &seen->asleep)) goto got;
+    iter = 62; /* re-check the deadline at once */
   }
+got:
+  seen->seq = rv_load_acquire(&s->cmd_seq);
+  if (seen->asleep) rv_store_relaxed(&s->woken, s->woken + 1);
+  return RV_OK;
 }
 
 void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,

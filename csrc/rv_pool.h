@@ -37,11 +37,23 @@ void rv_dispatch(rv_worker_slot_t *slots, const uint32_t *workers, uint32_t n,
 int rv_wait_done(rv_header_t *h, uint32_t target, uint32_t faults_seen,
                  int64_t spin_ns, int64_t timeout_ns);
 
-/* Worker w only. Waits until its cmd_seq differs from last_seq and stores
- * the new value in *seq_out -> RV_OK, or until timeout_ns -> RV_TIMEOUT.
- * Refreshes the worker's heartbeat. Blocks. */
-int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t spin_ns,
-                   int64_t timeout_ns, uint32_t *seq_out);
+/* What a worker's wait saw: the command, and what its rhythm learns from it. */
+typedef struct rv_wait_seen {
+  uint32_t seq;         /* the new cmd_seq */
+  uint32_t asleep;      /* 1: the command found the worker in a futex (the learner paid a wake) */
+  int64_t doze_late_ns; /* how long past its planned end the doze's timer woke the worker; -1: no timer wake */
+  int64_t stolen_ns;    /* time the spin lost to other threads (pauses over 30 us): its CPU is wanted */
+} rv_wait_seen_t;
+
+/* Worker w only. Waits until its cmd_seq differs from last_seq: first
+ * dozes doze_ns on a timer (a command wakes it early), then spins at most
+ * spin_ns, yielding the CPU at each clock read, then sleeps until a command
+ * or until timeout_ns from the call (< 0: never). -> RV_OK, or RV_TIMEOUT
+ * (seen->seq untouched). *seen says what the wait saw. A sleep of either
+ * kind raises `sleeping`, so the learner's doorbell wakes it (and counts in
+ * s->woken). Refreshes the worker's heartbeat. Blocks. */
+int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t doze_ns, int64_t spin_ns,
+                   int64_t timeout_ns, rv_wait_seen_t *seen);
 
 /* Worker w only, after finishing command `seq`: publishes status (an error
  * also bumps h->error_count, so the learner checks one word per batch), reply

@@ -12,6 +12,7 @@ int64_t rv_remaining(uint64_t deadline) {
 }
 
 void rv_ring_doorbell(rv_worker_slot_t *s) {
+  rv_store_relaxed(&s->cmd_ns, rv_now_ns()); /* published by the bump below */
   /* seq_cst: Dekker pair with the worker's store to `sleeping` followed by
    * its load of cmd_seq. */
   rv_store_seq_cst(&s->cmd_seq, s->cmd_seq + 1);
@@ -36,7 +37,7 @@ int rv_learner_wait(rv_header_t *h, rv_ready_fn ready, const void *ctx, uint32_t
     if (spin_ns > 0 && (iter & 63) != 63) { rv_cpu_relax(); continue; } /* no budget: sleep at once */
     uint64_t now = rv_now_ns();
     if (deadline && now >= deadline) return RV_TIMEOUT;
-    if (now < spin_until) continue;
+    if (now < spin_until) { rv_yield(); continue; }
 
     uint32_t wake = rv_load_acquire(&h->wake_seq);
     /* Dekker pair with rv_wake_learner: we raise the flag then re-check; a

@@ -29,9 +29,9 @@ static inline int rv_reached(uint32_t value, uint32_t target) {
 int64_t rv_remaining(uint64_t deadline);
 
 /* Learner only. Hands worker slot `s` the command already written into it:
- * a seq_cst bump of cmd_seq (publishes everything written before, pairs with
- * the acquire load in rv_worker_wait), then a futex wake if the worker
- * sleeps. Never blocks. */
+ * stamps cmd_ns with the time, bumps cmd_seq with a seq_cst store
+ * (publishes everything written before, pairs with the acquire load in
+ * rv_worker_wait), then a futex wake if the worker sleeps. Never blocks. */
 void rv_ring_doorbell(rv_worker_slot_t *s);
 
 /* Any host of envs, after a seq_cst publication the learner may be waiting

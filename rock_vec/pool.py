@@ -40,8 +40,11 @@ from .split import ranges as split_ranges
 WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks its backend (a dead fork server)
 HEARTBEAT_NS = 100_000_000
 SILENT_NS = 2_000_000_000  # a worker whose heartbeat is older is frozen (a paused container): killed, reported
-LEARNER_SPIN_NS = 50_000  # a spin pays only if the answer comes within a few steps' time
-WORKER_SPIN_NS = 200_000  # workers adapt: they spin only while the learner comes back sooner
+# The learner spins only on a CPU of its own (see spin_budgets), where it
+# has nothing else to do while it waits: up to a millisecond spares it a
+# wake whenever its workers come back late (a halted vCPU resuming).
+LEARNER_SPIN_NS = 1_000_000
+WORKER_SPIN_NS = 200_000  # a dozing worker's spin past the command's earliest expected time (rock_vec.rhythm)
 
 LOCAL = -1  # the host id of the envs the learner steps itself
 
@@ -58,8 +61,10 @@ def spin_budgets(policy: str, num_workers: int, cpus: int) -> tuple[int, int]:
 
     'auto' never lets spinners outnumber CPUs. While the learner waits for a
     batch it spins only if the workers and itself each have a CPU; otherwise
-    it sleeps, and its CPU is free, so workers may still spin briefly for
-    the next command when there are no more workers than CPUs."""
+    it sleeps, and its CPU is free, so workers may still spin for the next
+    command, as their rhythm plans it (``rock_vec.rhythm``), when there are
+    no more workers than CPUs. Every spinner yields its CPU to a thread that
+    wants it."""
     if policy == "block":
         return 0, 0
     if policy == "spin":
@@ -156,6 +161,7 @@ class Pool:
             "learner_envs": split.learner_envs,
             "autoreset_mode": autoreset_mode,
             "worker_spin_ns": self.worker_spin_ns,
+            "worker_dozes": options.wait_policy == "auto",  # see rock_vec.rhythm
             "batch_size": self.batch_size,
             "codec_bytes": codec_bytes,
             "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],

@@ -28,6 +28,7 @@ from . import codec, errors, main_module
 from ._core import ffi, lib
 from .hosting import EnvHost, EnvSource, load_env_source
 from .layout import LAST_ERROR_BYTES
+from .rhythm import Rhythm
 from .segment import Segment
 
 #: A worker leaves when the learner's heartbeat is older than this.
@@ -36,6 +37,8 @@ LEARNER_TIMEOUT_NS = 1_500_000_000
 POLL_NS = 200_000_000
 #: How often a worker stamps its own heartbeat.
 HEARTBEAT_NS = 100_000_000
+#: How late the kernel may end a worker's timed waits.
+TIMER_SLACK_NS = 1_000
 
 class Worker:
     """Serves one worker slot of a segment until told to close: commands
@@ -47,7 +50,7 @@ class Worker:
         self.slot.pid = os.getpid()
         man = seg.manifest
         lo, hi = man["workers"][index]
-        self.spin_ns = man["worker_spin_ns"]
+        self.rhythm = Rhythm(man["worker_spin_ns"], dozes=man["worker_dozes"])
         self.mailbox = seg.arrays["mailbox"][index]
         self.ring = ffi.cast("rv_spsc_ring_t *", ffi.from_buffer(seg.arrays["rings"][index]))
         self.popped = ffi.new("uint64_t[]", max(1, hi - lo))
@@ -68,7 +71,10 @@ class Worker:
     def _serve(self) -> int:
         seq = self.slot.cmd_seq  # 0 for a new pool; a replacement takes over where the dead one stopped
         self._finish(seq, self._guard(self._start, "while creating its envs"))
-        seq_out = ffi.new("uint32_t *")
+        # A doze's timer may fire this late (the kernel's default, 50 us, is a
+        # whole spin's margin): the rhythm measures what remains.
+        lib.rv_set_timer_slack(TIMER_SLACK_NS)
+        seen = ffi.new("rv_wait_seen_t *")
         handlers = {
             lib.RV_CMD_STEP: (self._step, "during step"),
             lib.RV_CMD_RESET: (self._reset, "during reset"),
@@ -76,25 +82,23 @@ class Worker:
             lib.RV_CMD_CLOSE: (self._close, "during close"),
             lib.RV_CMD_DRAIN: (self._drain, "during send"),
         }
-        gap_ns = 0  # smoothed time between finishing a command and the next one
         while True:
-            # Spin only while the learner has lately come back within the spin
-            # budget (a benchmark loop); a learner busy for milliseconds on its
-            # policy would only lose CPU time to a spinning worker.
-            spin = self.spin_ns if gap_ns < self.spin_ns else 0
-            idle_since = time.perf_counter_ns()
-            rc = lib.rv_worker_wait(self.slot, seq, spin, POLL_NS, seq_out)
-            if rc == lib.RV_TIMEOUT:
-                gap_ns = POLL_NS
+            idle_since = lib.rv_now_ns()
+            doze, spin = self.rhythm.plan()
+            while True:  # a plan longer than POLL_NS goes on after each look at the learner
+                waited = lib.rv_now_ns() - idle_since
+                rc = lib.rv_worker_wait(self.slot, seq, max(0, doze - waited),
+                                        spin if waited < doze + spin else 0, POLL_NS, seen)
+                if rc != lib.RV_TIMEOUT:
+                    break
                 if self._learner_gone():
                     self._close()
                     return 0
-                continue
-            commands, seq = (seq_out[0] - seq) & 0xFFFFFFFF, seq_out[0]
+            self.rhythm.learn(self.slot.cmd_ns - idle_since, seen.doze_late_ns, seen.stolen_ns)
+            commands, seq = (seen.seq - seq) & 0xFFFFFFFF, seen.seq
             cmd = self.slot.cmd
             handler, context = handlers.get(cmd, (self._unknown, "on an unknown command"))
             started = time.perf_counter_ns()
-            gap_ns = (3 * gap_ns + started - idle_since) >> 2
             self._finish(seq, self._guard(handler, context), commands)
             self.slot.busy_ns += time.perf_counter_ns() - started
             if cmd == lib.RV_CMD_CLOSE:

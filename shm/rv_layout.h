@@ -58,7 +58,8 @@ typedef struct rv_worker_slot {
   uint32_t cmd_seq;  /* futex word: bumped (seq_cst store) to hand over a command */
   uint32_t cmd;      /* enum rv_cmd, written before cmd_seq */
   uint64_t cmd_len;  /* bytes of request in the mailbox */
-  uint8_t _pad0[RV_CACHE_LINE - 16];
+  uint64_t cmd_ns;   /* CLOCK_MONOTONIC when cmd_seq was last bumped: the worker learns the learner's rhythm */
+  uint8_t _pad0[RV_CACHE_LINE - 24];
 
   /* Line 1 - written by the worker. */
   uint32_t sleeping; /* 1 while futex-waiting on cmd_seq (Dekker pair) */
@@ -70,7 +71,8 @@ typedef struct rv_worker_slot {
   uint64_t env_steps;    /* env steps taken (monitoring) */
   uint64_t busy_ns;      /* time spent inside commands (monitoring) */
   int32_t pid;           /* as seen by the worker itself */
-  uint8_t _pad1[RV_CACHE_LINE - 52];
+  uint32_t woken;        /* commands that found the worker asleep, so the learner paid a wake (monitoring) */
+  uint8_t _pad1[RV_CACHE_LINE - 56];
 
   /* Line 2 - written by whoever reaps the worker (launcher/server). */
   int32_t exit_code;   /* valid when state is EXITED or DEAD */

@@ -718,6 +718,7 @@ typedef struct {
   uint32_t nworkers;
   uint32_t rounds;
   int64_t learner_spin_ns, worker_spin_ns;
+  int64_t worker_doze_ns; /* each wait first dozes this long on a timer */
   int subsets;        /* dispatch a random non-empty subset each round */
   uint32_t seq_start; /* every slot's initial cmd_seq/done_seq */
   uint32_t count_start; /* initial done_count/done_target */
@@ -746,8 +747,9 @@ static void *pool_worker(void *arg) {
   uint64_t *cell = p->results + (size_t)a->index * CELL;
   uint32_t last = p->seq_start;
   for (;;) {
-    uint32_t seq = 0;
-    int rc = rv_worker_wait(s, last, p->worker_spin_ns, g_wait_timeout_ns, &seq);
+    rv_wait_seen_t seen;
+    int rc = rv_worker_wait(s, last, p->worker_doze_ns, p->worker_spin_ns, g_wait_timeout_ns, &seen);
+    uint32_t seq = seen.seq;
     if (rc != RV_OK) {
       if (rv_load_acquire(&p->stop)) break;
       thread_fail("worker %u: rv_worker_wait -> %s after seq %u (lost wakeup?)", a->index, rc_name(rc), last);
@@ -843,12 +845,13 @@ give_up:
 }
 
 static void run_pool(uint32_t nworkers, uint32_t rounds, int64_t learner_spin_ns, int64_t worker_spin_ns,
-                     int subsets, uint32_t seq_start, uint32_t count_start) {
+                     int64_t worker_doze_ns, int subsets, uint32_t seq_start, uint32_t count_start) {
   CHECK(nworkers <= MAX_WORKERS);
   pool_t p = {.nworkers = nworkers,
               .rounds = rounds,
               .learner_spin_ns = learner_spin_ns,
               .worker_spin_ns = worker_spin_ns,
+              .worker_doze_ns = worker_doze_ns,
               .subsets = subsets,
               .seq_start = seq_start,
               .count_start = count_start};
@@ -876,10 +879,13 @@ static void run_pool(uint32_t nworkers, uint32_t rounds, int64_t learner_spin_ns
   for (uint32_t w = 0; w < nworkers; w++) pthread_join(workers[w], NULL);
   uint64_t el = rv_now_ns() - t0, total = 0;
   for (uint32_t w = 0; w < nworkers; w++) total += p.commands[w];
-  printf("    %u workers, %u rounds, spin %" PRId64 "/%" PRId64 " us%s: %.2f s (%.1f us/round), %" PRIu64
-         " commands, %u learner wakes\n",
-         nworkers, rounds, learner_spin_ns / 1000, worker_spin_ns / 1000, subsets ? ", random subsets" : "",
-         secs(el), (double)el / 1e3 / rounds, total, rv_load_relaxed(&p.h->wake_seq));
+  uint64_t woken = 0;
+  for (uint32_t w = 0; w < nworkers; w++) woken += slot_of(p.h, w)->woken;
+  printf("    %u workers, %u rounds, spin %" PRId64 "/%" PRId64 " us, doze %" PRId64 " us%s: %.2f s (%.1f us/round), %" PRIu64
+         " commands, %u learner wakes, %" PRIu64 " worker wakes\n",
+         nworkers, rounds, learner_spin_ns / 1000, worker_spin_ns / 1000, worker_doze_ns / 1000,
+         subsets ? ", random subsets" : "", secs(el), (double)el / 1e3 / rounds, total,
+         rv_load_relaxed(&p.h->wake_seq), woken);
   int stopped = p.stop;
   free(p.values);
   free(p.results);
@@ -890,29 +896,35 @@ static void run_pool(uint32_t nworkers, uint32_t rounds, int64_t learner_spin_ns
 }
 
 static void should_publish_every_round_to_every_worker_with_futex_only(void) {
-  run_pool(3, (uint32_t)scaled(25000), 0, 0, 0, 0, 0);
+  run_pool(3, (uint32_t)scaled(25000), 0, 0, 0, 0, 0, 0);
 }
 
 static void should_publish_every_round_to_every_worker_with_spinning(void) {
-  run_pool(2, (uint32_t)scaled(20000), 50000, 50000, 0, 0, 0);
+  run_pool(2, (uint32_t)scaled(20000), 50000, 50000, 0, 0, 0, 0);
 }
 
 static void should_publish_every_round_with_spinning_learner_and_sleeping_workers(void) {
-  run_pool(3, (uint32_t)scaled(6000), 200000, 0, 0, 0, 0);
+  run_pool(3, (uint32_t)scaled(6000), 200000, 0, 0, 0, 0, 0);
 }
 
 static void should_publish_every_round_with_sleeping_learner_and_spinning_workers(void) {
-  run_pool(2, (uint32_t)scaled(6000), 0, 200000, 0, 0, 0);
+  run_pool(2, (uint32_t)scaled(6000), 0, 200000, 0, 0, 0, 0);
 }
 
 static void should_complete_rounds_that_dispatch_random_worker_subsets(void) {
-  run_pool(4, (uint32_t)scaled(10000), 0, 0, 1, 0, 0);
+  run_pool(4, (uint32_t)scaled(10000), 0, 0, 0, 1, 0, 0);
+}
+
+static void should_publish_every_round_to_workers_that_doze_then_spin(void) {
+  run_pool(2, (uint32_t)scaled(6000), 20000, 30000, 20000, 0, 0, 0);
+  if (g_failed) return;
+  run_pool(3, (uint32_t)scaled(3000), 0, 0, 50000, 1, 0, 0); /* doze then sleep */
 }
 
 static void should_survive_cmd_seq_and_done_count_wrapping_at_two_to_the_32(void) {
-  run_pool(3, (uint32_t)scaled(2000), 0, 0, 0, UINT32_MAX - 5, UINT32_MAX - 20);
+  run_pool(3, (uint32_t)scaled(2000), 0, 0, 0, 0, UINT32_MAX - 5, UINT32_MAX - 20);
   if (g_failed) return;
-  run_pool(3, (uint32_t)scaled(2000), 20000, 20000, 1, UINT32_MAX - 1, UINT32_MAX - 2);
+  run_pool(3, (uint32_t)scaled(2000), 20000, 20000, 0, 1, UINT32_MAX - 1, UINT32_MAX - 2);
 }
 
 static void should_publish_cmd_and_len_and_bump_seq_of_listed_workers_only(void) {
@@ -1176,52 +1188,63 @@ static void should_return_at_once_from_worker_wait_when_a_command_is_pending(voi
   rv_header_t *h = segment_new(1);
   CHECK(h);
   rv_worker_slot_t *s = slot_of(h, 0);
-  uint32_t w = 0, seq = 0;
+  uint32_t w = 0;
+  rv_wait_seen_t seen;
   rv_dispatch(slot_of(h, 0), &w, 1, RV_CMD_STEP, 0);
-  int rc = rv_worker_wait(s, 0, 0, 0, &seq);
+  int rc = rv_worker_wait(s, 0, 0, 0, 0, &seen);
   uint64_t hb = s->heartbeat_ns;
+  uint32_t woken = s->woken;
   free(h);
   CHECKF(rc == RV_OK, "%s", rc_name(rc));
-  CHECK(seq == 1);
+  CHECK(seen.seq == 1);
+  CHECK(seen.asleep == 0 && woken == 0);
   CHECK(hb != 0 && hb <= rv_now_ns());
 }
 
-static void check_worker_wait_timeout(int64_t spin_ns, int64_t timeout_ns) {
+static void check_worker_wait_timeout(int64_t doze_ns, int64_t spin_ns, int64_t timeout_ns) {
   rv_header_t *h = segment_new(1);
   CHECK(h);
   rv_worker_slot_t *s = slot_of(h, 0);
-  uint32_t seq = 12345;
+  rv_wait_seen_t seen = {.seq = 12345};
   uint64_t t0 = rv_now_ns();
-  int rc = rv_worker_wait(s, 0, spin_ns, timeout_ns, &seq);
+  int rc = rv_worker_wait(s, 0, doze_ns, spin_ns, timeout_ns, &seen);
   uint64_t el = rv_now_ns() - t0;
   uint64_t hb = s->heartbeat_ns;
   uint32_t sleeping = s->sleeping;
   free(h);
   CHECKF(rc == RV_TIMEOUT, "%s", rc_name(rc));
   CHECKF(el >= (uint64_t)timeout_ns && el < (uint64_t)timeout_ns + SLACK_NS, "took %.3f s", secs(el));
-  CHECK(seq == 12345); /* untouched on timeout */
+  CHECK(seen.seq == 12345); /* untouched on timeout */
   CHECK(hb >= t0 && hb <= t0 + el);
   CHECK(sleeping == 0);
 }
 
 static void should_time_out_worker_wait_after_roughly_the_timeout(void) {
-  check_worker_wait_timeout(0, 0);
+  check_worker_wait_timeout(0, 0, 0);
   if (g_failed) return;
-  check_worker_wait_timeout(0, 150 * NS_PER_MS);
+  check_worker_wait_timeout(0, 0, 150 * NS_PER_MS);
   if (g_failed) return;
-  check_worker_wait_timeout(5 * NS_PER_S, 100 * NS_PER_MS);
+  check_worker_wait_timeout(0, 5 * NS_PER_S, 100 * NS_PER_MS);
+  if (g_failed) return;
+  check_worker_wait_timeout(5 * NS_PER_S, 0, 100 * NS_PER_MS); /* the timeout cuts a doze short */
 }
 
 typedef struct {
   rv_header_t *h;
+  int64_t doze_ns, spin_ns;
   int rc;
-  uint32_t seq;
+  uint32_t seq, asleep;
+  int64_t doze_late_ns;
   uint64_t back_at;
 } worker_waiter_t;
 
 static void *worker_waits(void *arg) {
   worker_waiter_t *w = arg;
-  w->rc = rv_worker_wait(slot_of(w->h, 0), 0, 0, 20 * NS_PER_S, &w->seq);
+  rv_wait_seen_t seen;
+  w->rc = rv_worker_wait(slot_of(w->h, 0), 0, w->doze_ns, w->spin_ns, 20 * NS_PER_S, &seen);
+  w->seq = seen.seq;
+  w->asleep = seen.asleep;
+  w->doze_late_ns = seen.doze_late_ns;
   w->back_at = rv_now_ns();
   return NULL;
 }
@@ -1238,11 +1261,98 @@ static void should_wake_a_worker_sleeping_in_worker_wait_on_dispatch(void) {
   uint64_t t0 = rv_now_ns();
   rv_dispatch(slot_of(h, 0), &w, 1, RV_CMD_CALL, 9);
   pthread_join(t, NULL);
+  uint32_t woken = slot_of(h, 0)->woken;
+  uint64_t cmd_ns = slot_of(h, 0)->cmd_ns;
   free(h);
   CHECK(slept);
   CHECKF(ww.rc == RV_OK, "%s", rc_name(ww.rc));
   CHECK(ww.seq == 1);
   CHECKF(ww.back_at - t0 < SLACK_NS, "woke %.3f s after dispatch", secs(ww.back_at - t0));
+  CHECK(ww.asleep == 1 && woken == 1);
+  CHECKF(cmd_ns >= t0 && cmd_ns <= ww.back_at, "cmd_ns %" PRIu64 " outside [%" PRIu64 ", %" PRIu64 "]", cmd_ns, t0,
+         ww.back_at);
+}
+
+static void should_cut_a_doze_short_when_a_command_comes_and_count_the_wake(void) {
+  rv_header_t *h = segment_new(1);
+  CHECK(h);
+  worker_waiter_t ww = {.h = h, .rc = -5, .doze_ns = 10 * NS_PER_S};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, worker_waits, &ww) == 0);
+  int slept = wait_until_u32(&slot_of(h, 0)->sleeping, 1, 5 * NS_PER_S);
+  sleep_ns(20 * NS_PER_MS);
+  uint32_t w = 0;
+  uint64_t t0 = rv_now_ns();
+  rv_dispatch(slot_of(h, 0), &w, 1, RV_CMD_CALL, 9);
+  pthread_join(t, NULL);
+  uint32_t woken = slot_of(h, 0)->woken;
+  free(h);
+  CHECK(slept);
+  CHECKF(ww.rc == RV_OK, "%s", rc_name(ww.rc));
+  CHECK(ww.seq == 1);
+  CHECKF(ww.back_at - t0 < SLACK_NS, "woke %.3f s after dispatch (the doze was 10 s)", secs(ww.back_at - t0));
+  CHECK(ww.asleep == 1 && woken == 1);
+}
+
+typedef struct {
+  int stop;
+  int cpu;
+} hog_t;
+
+static void *hog(void *arg) {
+  hog_t *g = arg;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(g->cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  while (!rv_load_acquire(&g->stop)) {
+  }
+  return NULL;
+}
+
+static void should_count_the_time_a_spin_yields_to_a_thread_on_its_cpu(void) {
+  rv_header_t *h = segment_new(1);
+  CHECK(h);
+  hog_t g = {.cpu = sched_getcpu()};
+  cpu_set_t set, old;
+  pthread_getaffinity_np(pthread_self(), sizeof old, &old);
+  CPU_ZERO(&set);
+  CPU_SET(g.cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set); /* the hog and the spin share one CPU */
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, hog, &g) == 0);
+  rv_wait_seen_t seen;
+  int rc = rv_worker_wait(slot_of(h, 0), 0, 0, 100 * NS_PER_MS, 100 * NS_PER_MS, &seen);
+  rv_store_release(&g.stop, 1);
+  pthread_join(t, NULL);
+  pthread_setaffinity_np(pthread_self(), sizeof old, &old);
+  free(h);
+  CHECKF(rc == RV_TIMEOUT, "%s", rc_name(rc));
+  /* It yields every few us, so the hog has the CPU most of the 100 ms. */
+  CHECKF(seen.stolen_ns > 30 * (int64_t)NS_PER_MS, "stolen %.1f ms of a 100 ms spin", seen.stolen_ns / 1e6);
+}
+
+static void should_spin_after_a_doze_and_report_how_late_its_timer_woke(void) {
+  rv_header_t *h = segment_new(1);
+  CHECK(h);
+  /* The doze (20 ms) ends by its timer; the command comes during the spin. */
+  worker_waiter_t ww = {.h = h, .rc = -5, .doze_ns = 20 * NS_PER_MS, .spin_ns = 5 * NS_PER_S};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, worker_waits, &ww) == 0);
+  sleep_ns(80 * NS_PER_MS);
+  uint32_t sleeping = rv_load_seq_cst(&slot_of(h, 0)->sleeping);
+  uint32_t w = 0;
+  uint64_t t0 = rv_now_ns();
+  rv_dispatch(slot_of(h, 0), &w, 1, RV_CMD_CALL, 9);
+  pthread_join(t, NULL);
+  uint32_t woken = slot_of(h, 0)->woken;
+  free(h);
+  CHECKF(ww.rc == RV_OK, "%s", rc_name(ww.rc));
+  CHECK(ww.seq == 1);
+  CHECK(sleeping == 0); /* spinning, not asleep, when the command came */
+  CHECK(ww.asleep == 0 && woken == 0);
+  CHECKF(ww.doze_late_ns >= 0 && ww.doze_late_ns < (int64_t)SLACK_NS, "doze_late_ns %" PRId64, ww.doze_late_ns);
+  CHECKF(ww.back_at - t0 < SLACK_NS, "back %.3f s after dispatch", secs(ww.back_at - t0));
 }
 
 /* ------------------------------------------------------------------ */
@@ -1425,8 +1535,9 @@ static void *async_worker(void *arg) {
   uint64_t steps[ASYNC_MAX_ENVS] = {0}, ids[ASYNC_MAX_ENVS];
   uint32_t last = 0;
   for (;;) {
-    uint32_t seq = 0;
-    int rc = rv_worker_wait(s, last, a->worker_spin_ns, g_wait_timeout_ns, &seq);
+    rv_wait_seen_t seen;
+    int rc = rv_worker_wait(s, last, 0, a->worker_spin_ns, g_wait_timeout_ns, &seen);
+    uint32_t seq = seen.seq;
     if (rc != RV_OK) {
       if (rv_load_acquire(&a->stop)) break;
       thread_fail("async worker %u: rv_worker_wait -> %s after seq %u", wa->index, rc_name(rc), last);
@@ -1737,11 +1848,15 @@ static const test_t TESTS[] = {
     TEST(should_return_at_once_from_worker_wait_when_a_command_is_pending),
     TEST(should_time_out_worker_wait_after_roughly_the_timeout),
     TEST(should_wake_a_worker_sleeping_in_worker_wait_on_dispatch),
+    TEST(should_cut_a_doze_short_when_a_command_comes_and_count_the_wake),
+    TEST(should_spin_after_a_doze_and_report_how_late_its_timer_woke),
+    TEST(should_count_the_time_a_spin_yields_to_a_thread_on_its_cpu),
     TEST(should_publish_every_round_to_every_worker_with_futex_only),
     TEST(should_publish_every_round_to_every_worker_with_spinning),
     TEST(should_publish_every_round_with_spinning_learner_and_sleeping_workers),
     TEST(should_publish_every_round_with_sleeping_learner_and_spinning_workers),
     TEST(should_complete_rounds_that_dispatch_random_worker_subsets),
+    TEST(should_publish_every_round_to_workers_that_doze_then_spin),
     TEST(should_survive_cmd_seq_and_done_count_wrapping_at_two_to_the_32),
     TEST(should_claim_rows_round_robin_over_the_output_ring),
     TEST(should_claim_a_row_in_range_after_a_worker_wrote_over_the_counter),

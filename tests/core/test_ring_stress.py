@@ -93,7 +93,7 @@ mm.close()
 """
 
 POOL_WORKER = CHILD_PRELUDE + """
-path, parent, w, spin_ns, wait_ns, values_off, results_off, cell = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
+path, parent, w, doze_ns, spin_ns, wait_ns, values_off, results_off, cell = sys.argv[1], *map(int, sys.argv[2:])
 K, MASK = 0x2545F4914F6CDD1D, (1 << 64) - 1
 mm, buf = attach(path, parent)
 h = ffi.cast("rv_header_t *", buf)
@@ -105,14 +105,14 @@ slot.pid = os.getpid()
 slot.state = lib.RV_WORKER_READY
 last = slot.cmd_seq
 lib.rv_worker_done(h, slot, last, lib.RV_STATUS_OK, 0, 1)  # startup counts as one completion
-seq_out = ffi.new("uint32_t *")
+seen = ffi.new("rv_wait_seen_t *")
 commands = 0
 while True:
-    rc = lib.rv_worker_wait(slot, last, spin_ns, wait_ns, seq_out)
+    rc = lib.rv_worker_wait(slot, last, doze_ns, spin_ns, wait_ns, seen)
     if rc != lib.RV_OK:
         slot.state = lib.RV_WORKER_EXITED
         sys.exit(f"worker {w}: rv_worker_wait -> {rc} after seq {last} (lost wakeup or learner gone)")
-    seq = seq_out[0]
+    seq = seen.seq
     if seq != (last + 1) & 0xFFFFFFFF:
         sys.exit(f"worker {w}: cmd_seq went from {last} to {seq}")
     cmd, n = slot.cmd, slot.cmd_len
@@ -291,8 +291,9 @@ def _pool_state(h, slots, num_workers: int, children) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("learner_spin_ns,worker_spin_ns", [(0, 0), (30_000, 30_000)], ids=["futex", "spin"])
-def test_pool_protocol_publishes_every_round_across_processes(learner_spin_ns, worker_spin_ns):
+@pytest.mark.parametrize("learner_spin_ns,worker_doze_ns,worker_spin_ns",
+                         [(0, 0, 0), (30_000, 0, 30_000), (20_000, 20_000, 30_000)], ids=["futex", "spin", "doze"])
+def test_pool_protocol_publishes_every_round_across_processes(learner_spin_ns, worker_doze_ns, worker_spin_ns):
     num_workers, rounds = 2, 20_000
     wait_ns = 10 * S  # any single wait this long is a lost wakeup
     with shared_file(4096) as (path, mm):
@@ -304,7 +305,7 @@ def test_pool_protocol_publishes_every_round_across_processes(learner_spin_ns, w
         children = []
         try:
             for w in range(num_workers):
-                children.append(spawn(POOL_WORKER, path, os.getpid(), w, worker_spin_ns, wait_ns,
+                children.append(spawn(POOL_WORKER, path, os.getpid(), w, worker_doze_ns, worker_spin_ns, wait_ns,
                                       values_off, results_off, CELL))
             target = num_workers  # one startup completion per worker
             rc = lib.rv_wait_done(h, target, 0, 0, 60 * S)
