@@ -477,6 +477,7 @@ def _bench(args) -> int:
 
     skipped = {r: bench.unavailable(r) for r in bench.RUNNER_SPECS if r in used and bench.unavailable(r)}
     results: list[dict] = []
+    train_loops: dict = {}  # the train suite's gap sweep and PPO loop
     try:
         for suite in suites:
             if len(suites) > 1:
@@ -495,6 +496,8 @@ def _bench(args) -> int:
                 table = "\n\n".join(t for t in (format_peer_table(rows), format_versus_table(rows)) if t)
             else:
                 spec = bench.SUITES[suite]
+                # First, while torch still has its default thread count (the groups' policies keep to one).
+                loops = _train_loops(repeats, seconds, progress) if suite == "train" else None
                 rows = bench.run_preset(suite, repeats, seconds, progress=progress)
                 print(spec.description)
                 print("vs_peer: over " + "; ".join(f"{g.peer} ({g.label()})" for g in spec.groups))
@@ -511,6 +514,9 @@ def _bench(args) -> int:
                         same = bench.same_results(group)
                         table += (f"\n{group.label()}: same observations, rewards and flags as {group.peer} over "
                                   f"200 steps: {'yes' if same else 'NO'}")
+                if loops is not None:
+                    table += "".join(f"\n\n{t}" for t in loops.pop("tables") if t)
+                    train_loops.update(loops)
             progress("")
             print(table)
             for line in _skip_notes({r: skipped[r] for r in runners_of(suite) if r in skipped}):
@@ -539,12 +545,26 @@ def _bench(args) -> int:
                 "suites": suites, "skipped": skipped}
         try:
             with open(args.json, "w") as f:
-                json.dump({"meta": meta, "results": results}, f, indent=2)
+                json.dump({"meta": meta, "results": results, **train_loops}, f, indent=2)
         except OSError as exc:
             print(f"rock-vec bench: cannot write {args.json}: {exc}", file=sys.stderr)
             return EXIT_FAILED
         print(f"results written to {args.json}")
     return EXIT_OK
+
+
+def _train_loops(repeats: int, seconds: float, progress) -> dict:
+    """The train suite's loops with a learner between steps (``rock_vec.train_loops``):
+    {"gap_sweep": rows, "ppo": rows, "tables": [text, ...]}. Each sweep
+    point measures for half of ``seconds``; the PPO loop runs 8 iterations
+    (fewer for runs under a second)."""
+    from . import train_loops as loops
+
+    sweep = loops.run_sweep(repeats=repeats, seconds=seconds / 2, progress=progress)
+    ppo = loops.run_ppo(iterations=max(1, min(8, int(seconds * 8))), repeats=repeats, progress=progress)
+    progress("")
+    notes = [] if ppo else ["note: skipped the mlp gap sweep and the PPO loop: torch is not installed"]
+    return {"gap_sweep": sweep, "ppo": ppo, "tables": [loops.format_sweep(sweep), loops.format_ppo(ppo), *notes]}
 
 
 # ---------------------------------------------------------------- clean

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import rock_vec
-from rock_vec import bench, cli, synthetic
+from rock_vec import bench, cli, synthetic, train_loops
 from rock_vec.segment import NAME_PREFIX, SHM_DIR, pid_alive
 from rock_vec.synthetic import SYNTHETIC_ID, SYNTHETIC_MAKE_ID, SyntheticEnv
 
@@ -512,8 +512,11 @@ def test_bad_arguments_raise(kwargs):
         SyntheticEnv(**kwargs)
 
 
-def test_train_suite_runs_policy_loops_and_checks_results_are_the_same(small_suites, capsys):
+def test_train_suite_runs_policy_loops_and_checks_results_are_the_same(small_suites, capsys, monkeypatch):
     pytest.importorskip("torch")
+    monkeypatch.setattr(train_loops, "GAPS_US", (0, 300))
+    monkeypatch.setattr(train_loops, "SWEEP_ENVS", (4,))
+    monkeypatch.setitem(train_loops.STEP_TARGETS, 4, 1.0)
     code = cli.main(["bench", "--suite", "train", "--repeats", "1", "--seconds", "0.05"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -525,6 +528,15 @@ def test_train_suite_runs_policy_loops_and_checks_results_are_the_same(small_sui
     assert cnn[0]["envs step in"] == "2 workers"  # the halves keep the learner free for the policy
     assert "cartpole x4 +mlp policy: same observations, rewards and flags as gym_sync over 200 steps: yes" \
         in captured.out
+    # The loops with a learner between steps: a row per kind and gap, targets judged, PPO at both thread counts.
+    sweep = [line.split() for line in captured.out.splitlines() if re.match(r"\s*(busy|mlp)\s+\d+\s+\d+ \|", line)]
+    assert [(k, int(n), int(t)) for k, n, t, *_ in sweep] == [("busy", 4, 0), ("busy", 4, 300), ("mlp", 4, 0),
+                                                              ("mlp", 4, 300)]
+    assert all(re.search(r"<=1\.00 (met|MISSED)", " ".join(row)) for row in sweep)
+    assert all(re.search(r">=1\.00 (met|MISSED)", " ".join(row)) for row in sweep if row[0] == "mlp")
+    ppo = [line for line in captured.out.splitlines() if re.match(r"\s*\d+( \(default\))? \|", line)]
+    assert len(ppo) == 2 and "(default)" in ppo[0] and ppo[1].split()[0] == "1"
+    assert all(line.endswith("| yes (16 minibatches)") for line in ppo)  # bit-identical losses
 
 
 def test_atari_suite_runs_the_breakout_pipeline_or_says_what_is_missing(small_suites, capsys):
