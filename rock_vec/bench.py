@@ -251,8 +251,9 @@ class EnvRunnerActor:
     sampling ``num_envs`` envs with PPO's default policy, vectorised by a
     rock_vec pool (``rock_vec.ray``) or by RLlib's default (``"sync"``).
 
-    Ray is started here if it is not yet (logical CPUs for two such actors:
-    a group builds both, then measures them in turn, never together)."""
+    Ray is started here if it is not yet (logical CPUs for three such
+    actors: a group builds all of its runners, then measures them in turn,
+    never together)."""
 
     def __init__(self, wl: Workload, num_envs: int, rock_vec_pool: str | None):
         import ray
@@ -260,7 +261,7 @@ class EnvRunnerActor:
         from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
         if not ray.is_initialized():
-            ray.init(num_cpus=2 * RLLIB_RUNNER_CPUS, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=3 * RLLIB_RUNNER_CPUS, include_dashboard=False, log_to_driver=False)
         if rock_vec_pool == "register":
             from . import ray as rock_vec_ray
 

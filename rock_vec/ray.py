@@ -27,8 +27,6 @@ EnvRunner fails and ``restart_failed_env_runners`` restarts it.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -87,14 +85,17 @@ class PoolCreator:
         num_envs = config.pop("num_envs", None)
         if num_envs is None:  # RLlib wants one env (spaces, evaluation without vectorizing)
             return self._one_env(config)
-        options = {"cpus": granted_cpus(), **self.options}
         from . import vector_env
+        from .options import PoolOptions
+        from .pool import keep_torch_off_workers, ray_granted_cpus, usable_cpus
 
+        options = {"cpus": ray_granted_cpus(), **self.options}
         if isinstance(self.env, str):
             pool = vector_env.make_vec(self.env, num_envs=num_envs, **options, **config)
         else:
             pool = vector_env.AsyncVectorEnv([_Bound(self.env, config)] * num_envs, **options)
-        _leave_cores_to_workers(pool, options["cpus"])
+        # As any pool sized to a Ray grant does; here also for CPUs given as an option.
+        keep_torch_off_workers(pool.num_workers, usable_cpus(PoolOptions.of(options, "rock_vec.ray.register")))
         return pool
 
     def _one_env(self, config: dict) -> Any:
@@ -115,32 +116,3 @@ class _Bound:
         return self.creator(self.config)
 
 
-def _leave_cores_to_workers(pool, cpus) -> None:
-    """Keeps the EnvRunner's torch off the CPUs the pool's workers step on.
-
-    Ray sets an actor's OMP_NUM_THREADS to its CPUs, so torch would run the
-    EnvRunner's small inference on all of them and its spinning threads
-    would take the workers' cores (measured: slower than SyncVectorEnv on a
-    100 us step). The pool claimed those cores; torch keeps the rest, never
-    more than it had."""
-    torch = sys.modules.get("torch")
-    if torch is None or pool.num_workers == 0:
-        return
-    if cpus is None:
-        total = len(os.sched_getaffinity(0))
-    else:
-        total = cpus if isinstance(cpus, int) else len(cpus)  # a count, or CPU ids given as an option
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), total - pool.num_workers)))
-
-
-def granted_cpus() -> int | None:
-    """The CPUs Ray granted this actor or task (at least 1), or None outside one
-    (the driver, or Ray not started): then the pool uses what the process may."""
-    import ray
-
-    if not ray.is_initialized():
-        return None
-    granted = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    if not granted:
-        return None
-    return max(1, round(granted))

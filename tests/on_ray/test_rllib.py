@@ -115,6 +115,31 @@ def test_an_env_runner_samples_a_pool_sized_to_the_cpus_ray_granted_it(local_ray
     local_ray.kill(runner)
 
 
+def test_a_pool_built_in_any_actor_takes_the_cpus_ray_granted_and_keeps_torch_off_its_workers(local_ray):
+    class Trainer:
+        """An actor of a home-grown trainer that builds its own pool, no rock_vec.ray."""
+
+        def build(self):
+            import torch
+
+            import rock_vec
+
+            torch.set_num_threads(2)  # as Ray's OMP_NUM_THREADS=2 has it in a 2-CPU actor
+            envs = rock_vec.make_vec("CartPole-v1", num_envs=8)
+            try:
+                envs.reset(seed=0)
+                envs.step(envs.action_space.sample())
+                return envs.split.learner_envs, envs.num_workers, torch.get_num_threads()
+            finally:
+                envs.close()
+
+    trainer = local_ray.remote(num_cpus=2)(Trainer).remote()
+    # Half the envs in the actor, one worker on the other granted CPU, and
+    # torch's spinning threads off that CPU: one thread for the actor's own.
+    assert local_ray.get(trainer.build.remote()) == (4, 1, 1)
+    local_ray.kill(trainer)
+
+
 @pytest.mark.parametrize("recovery", ["restart_failed_env_runners", "restart_failed_sub_environments"])
 def test_a_dead_worker_is_an_env_failure_that_rllib_recovers_from(local_ray, recovery):
     """The worker's death raises from step in the EnvRunner; RLlib restarts
