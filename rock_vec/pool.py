@@ -76,9 +76,12 @@ def keep_torch_off_workers(num_workers: int, cpus: int) -> None:
     Ray sets an actor's OMP_NUM_THREADS to its CPUs, so torch would run the
     actor's small inference on all of them, and OpenMP's threads spin for
     milliseconds after each parallel region on the workers' cores (measured:
-    RLlib's EnvRunner sampling CartPole x16 at 0.78-0.84x its own sync mode,
-    and slower than SyncVectorEnv on a 100 us step). torch keeps the rest,
-    never more than it had, never fewer than one thread."""
+    RLlib's EnvRunner on a pool registered through register_env at
+    0.78-0.84x its sync mode, and slower than SyncVectorEnv on a 100 us
+    step). torch keeps the rest, never more than it had, never fewer than
+    one thread. Only inside Ray, where Ray chose the count: elsewhere the
+    learner's threads are the user's (and their count changes torch's
+    floating-point results)."""
     torch = sys.modules.get("torch")
     if torch is None or num_workers == 0:
         return
