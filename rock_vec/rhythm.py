@@ -44,6 +44,10 @@ MARGIN_NS = 20_000
 #: doze ends as early as the timer was this late: 9 commands in 10 find the
 #: worker spinning while the rhythm holds.
 LATE_Q = 0.9
+#: Gaps are counted up to this: any longer means the learner is idle. A
+#: worker that another worker's env wrote over (a hostile env may write the
+#: whole segment) must not plan a doze of centuries from a garbage stamp.
+MAX_GAP_NS = 1_000_000_000
 #: A doze shorter than this is not worth its timer: spin instead.
 MIN_DOZE_NS = 30_000
 #: The longest gap a worker spins through while no other thread wants its CPU.
@@ -75,7 +79,7 @@ class Rhythm:
         """One wait's outcome: the gap before the command came, how late the
         doze's timer woke the worker (-1: no timer wake) and the time its
         spin lost to other threads."""
-        self.gaps.append(max(0, gap_ns))
+        self.gaps.append(min(max(0, gap_ns), MAX_GAP_NS))
         if doze_late_ns >= 0:
             self.delays.append(doze_late_ns)
         # A blip (a heartbeat thread, the host's own work) is no contention.

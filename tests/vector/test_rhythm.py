@@ -116,6 +116,12 @@ def test_a_timer_that_wakes_later_ends_the_doze_earlier():
     assert prompt - sluggish == 140 * US
 
 
+def test_a_garbage_stamp_plans_no_doze_longer_than_an_idle_learner():
+    r = steady(Rhythm(200 * US), 2**64 - 1)  # a hostile env wrote over the slot's cmd_ns
+    doze, spin = r.plan()
+    assert 0 < doze <= rhythm.MAX_GAP_NS and spin <= 200 * US + r.lead_ns()
+
+
 def test_negative_gaps_count_as_none():
     # The doorbell's stamp can precede the worker's own idle stamp by a hair.
     r = steady(Rhythm(200 * US), -5 * US)
