@@ -66,7 +66,10 @@ def ray_granted_cpus() -> int | None:
     ray = sys.modules.get("ray")  # an actor has imported it; a pool elsewhere must not import it
     if ray is None or not ray.is_initialized():
         return None
-    granted = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    try:
+        granted = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # Ray's answer in a driver: only workers have assigned resources
+        return None
     return max(1, round(granted)) if granted else None
 
 

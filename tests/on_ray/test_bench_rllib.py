@@ -2,6 +2,7 @@
 and on RLlib's default side by side, and reports the ratio and targets."""
 
 import json
+import re
 
 import pytest
 
@@ -37,4 +38,4 @@ def test_the_rllib_suite_measures_both_runners_side_by_side(capsys, tmp_path):
             assert r["num_workers"] >= 1 and r["target"] == 1.05
         if r["runner"] == "rllib_sync":
             assert (r["learner_envs"], r["num_workers"]) == (16, None)
-    assert "rllib_rock_vec  -       learner 8 + 1 worker" in out
+    assert re.search(r"cartpole +16 +- +rllib_rock_vec +- +learner 8 \+ 1 worker", out)
