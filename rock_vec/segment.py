@@ -7,7 +7,7 @@ which keeps working after the name is unlinked. The name is unlinked as soon
 as every worker holds the segment, so a crash leaves nothing in /dev/shm.
 
 Python's ``multiprocessing.shared_memory`` is not used: its resource tracker
-unlinks a segment when its creator exits (../shared/NOTES.md).
+unlinks a segment when its creator exits, under workers still using it.
 """
 
 from __future__ import annotations

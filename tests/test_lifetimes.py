@@ -1,4 +1,5 @@
-"""Nothing outlives a pool, however the learner ends (USER-ASKS rows 4, 5).
+"""Nothing outlives a pool, however the learner ends (the peers' users see programs hang
+after an exception, N tracebacks on Ctrl-C, processes pile up, fork deadlock with threads).
 
 Each test runs a real learner program in a subprocess and ends it the way
 users' programs end: SIGKILL, Ctrl-C, an exception, a plain exit.

@@ -1,4 +1,5 @@
-"""Bounded memory (USER-ASKS row 12): a small pool, flat over 10^6 steps."""
+"""Bounded memory (the peers' users see per-worker RSS grow over training until an OOM
+kill shows up as EOFError): a small pool, flat over 10^6 steps."""
 
 import json
 import subprocess

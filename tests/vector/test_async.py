@@ -1,4 +1,5 @@
-"""EnvPool-style send/recv (USER-ASKS rows 8, 9): partial batches with env ids,
+"""EnvPool-style send/recv (asked for by the peers' users; EnvPool's own returns empty
+arrays on a second recv and cannot reset the rest of the pool): partial batches with env ids,
 defined blocking, a full-pool reset at any time."""
 
 import time

@@ -1,5 +1,6 @@
-"""What users of the peers hit when things go wrong (../shared/USER-ASKS.md
-rows 1-3, 12): an env's own exception reaches the learner once, with its
+"""What users of the peers hit when things go wrong (a bare EOFError for a
+worker's death, hangs, a TypeError masking the env's exception, an OOM kill seen as
+EOFError): an env's own exception reaches the learner once, with its
 traceback; a dead worker is a named error within 0.2 s, never a hang; bad
 input is refused before anything is sent, and the pool stays usable (bad
 actions: tests/vector/test_drop_in.py)."""
