@@ -79,11 +79,12 @@ class Rhythm:
         """One wait's outcome: the gap before the command came, how late the
         doze's timer woke the worker (-1: no timer wake) and the time its
         spin lost to other threads."""
-        self.gaps.append(min(max(0, gap_ns), MAX_GAP_NS))
+        gap = min(max(0, gap_ns), MAX_GAP_NS)
+        self.gaps.append(gap)
         if doze_late_ns >= 0:
             self.delays.append(doze_late_ns)
         # A blip (a heartbeat thread, the host's own work) is no contention.
-        self.contended = BACKOFF if stolen_ns * 8 > gap_ns else max(0, self.contended - 1)
+        self.contended = BACKOFF if stolen_ns * 8 > gap else max(0, self.contended - 1)
 
     def lead_ns(self) -> int:
         """How early a doze must end to be spinning in time."""
