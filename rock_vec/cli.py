@@ -563,7 +563,8 @@ def _train_loops(repeats: int, seconds: float, progress) -> dict:
     sweep = loops.run_sweep(repeats=repeats, seconds=seconds / 2, progress=progress)
     ppo = loops.run_ppo(iterations=max(1, min(8, int(seconds * 8))), repeats=repeats, progress=progress)
     progress("")
-    notes = [] if ppo else ["note: skipped the mlp gap sweep and the PPO loop: torch is not installed"]
+    why = loops._import_error("torch")
+    notes = [f"note: skipped the mlp gap sweep and the PPO loop: {why}"] if why else []
     return {"gap_sweep": sweep, "ppo": ppo, "tables": [loops.format_sweep(sweep), loops.format_ppo(ppo), *notes]}
 
 

@@ -272,7 +272,7 @@ class Pool:
         except BaseException:
             self.close(grace=0.0)
             raise
-        if options.cpus is None and ray_granted_cpus():  # a pool inside a Ray actor, sized to its grant
+        if ray_granted_cpus():  # a pool inside a Ray actor: Ray chose torch's threads, the workers need CPUs
             keep_torch_off_workers(num_workers, usable_cpus(options))
 
     # ---- the protocol ----

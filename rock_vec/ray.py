@@ -86,17 +86,12 @@ class PoolCreator:
         if num_envs is None:  # RLlib wants one env (spaces, evaluation without vectorizing)
             return self._one_env(config)
         from . import vector_env
-        from .options import PoolOptions
-        from .pool import keep_torch_off_workers, ray_granted_cpus, usable_cpus
 
-        options = {"cpus": ray_granted_cpus(), **self.options}
+        # In the EnvRunner's actor the pool sizes itself to Ray's grant and
+        # keeps the actor's torch off its workers (rock_vec.pool.usable_cpus).
         if isinstance(self.env, str):
-            pool = vector_env.make_vec(self.env, num_envs=num_envs, **options, **config)
-        else:
-            pool = vector_env.AsyncVectorEnv([_Bound(self.env, config)] * num_envs, **options)
-        # As any pool sized to a Ray grant does; here also for CPUs given as an option.
-        keep_torch_off_workers(pool.num_workers, usable_cpus(PoolOptions.of(options, "rock_vec.ray.register")))
-        return pool
+            return vector_env.make_vec(self.env, num_envs=num_envs, **self.options, **config)
+        return vector_env.AsyncVectorEnv([_Bound(self.env, config)] * num_envs, **self.options)
 
     def _one_env(self, config: dict) -> Any:
         if isinstance(self.env, str):

@@ -56,8 +56,8 @@ SPIN_THROUGH_NS = 5_000_000
 BACKOFF = 64
 
 
-def _quantile(values, q: float) -> int:
-    ordered = sorted(values)
+def _quantile(ordered: list[int], q: float) -> int:
+    """The q-quantile of ``ordered`` (sorted)."""
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
@@ -88,14 +88,15 @@ class Rhythm:
 
     def lead_ns(self) -> int:
         """How early a doze must end to be spinning in time."""
-        return MARGIN_NS + (_quantile(self.delays, LATE_Q) if self.delays else 0)
+        return MARGIN_NS + (_quantile(sorted(self.delays), LATE_Q) if self.delays else 0)
 
     def plan(self) -> tuple[int, int]:
         if self.budget_ns <= 0:
             return 0, 0
         if not self.dozes or len(self.gaps) < WARMUP:
             return 0, self.budget_ns
-        soon, late = _quantile(self.gaps, 1 - LATE_Q), _quantile(self.gaps, LATE_Q)
+        gaps = sorted(self.gaps)  # once per command: the plan is on the worker's step path
+        soon, late = _quantile(gaps, 1 - LATE_Q), _quantile(gaps, LATE_Q)
         if not self.contended and late + MARGIN_NS <= SPIN_THROUGH_NS:
             return 0, late + MARGIN_NS
         lead = self.lead_ns()

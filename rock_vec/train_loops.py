@@ -26,6 +26,8 @@ from typing import Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
+from .bench import _import_error
+
 #: Learner gaps between two steps, in us.
 GAPS_US = (0, 50, 150, 300, 1_000, 3_000)
 #: Env counts of the sweep.
@@ -145,7 +147,7 @@ def run_sweep(kinds: Sequence[str] = ("busy", "mlp"), gaps_us: Sequence[int] | N
     """
     rows = []
     for kind in kinds:
-        if kind == "mlp" and _missing("torch"):
+        if kind == "mlp" and _import_error("torch"):
             continue
         for n in SWEEP_ENVS if env_counts is None else env_counts:
             envs = {r: make_envs(r, n) for r in RUNNERS}
@@ -172,12 +174,6 @@ def run_sweep(kinds: Sequence[str] = ("busy", "mlp"), gaps_us: Sequence[int] | N
                 for e in envs.values():
                     e.close()
     return rows
-
-
-def _missing(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is None
 
 
 def _met(ok: bool | None) -> str:
@@ -328,7 +324,7 @@ def run_ppo(thread_counts: Sequence[int | None] = (None, 1), iterations: int = 8
         its step time: the most any vectorizer could give this loop),
         ``same_losses``, the targets and whether they were met.
     """
-    if _missing("torch"):
+    if _import_error("torch"):
         return []
     import torch
 

@@ -76,22 +76,24 @@ def test_the_creator_passes_env_config_through_and_steps_as_sync_vector_env(env)
     assert_lockstep(pool, SyncVectorEnv([make] * 4), steps=40, seed=3)  # truncations at 7: autoresets too
 
 
-def test_cpu_ids_given_as_an_option_confine_the_pool_and_torch_keeps_the_rest():
-    import torch
+def test_cpu_ids_given_as_an_option_confine_the_pool_and_torch_keeps_the_rest(local_ray):
+    def build():
+        import torch
 
-    from rock_vec.ray import PoolCreator
+        from rock_vec.ray import PoolCreator
 
-    threads = torch.get_num_threads()
-    pool = PoolCreator("CartPole-v1", {"cpus": (1,), "learner_envs": 0, "num_workers": 1})({"num_envs": 4})
-    try:
-        assert pool.num_workers == 1
-        with open(f"/proc/{pool.worker_pids[0]}/status") as f:
-            allowed = next(line.split(":")[1].strip() for line in f if line.startswith("Cpus_allowed_list"))
-        assert allowed == "1"  # the worker runs only on the CPU given
-        assert torch.get_num_threads() == 1  # one CPU, all the worker's: torch keeps one thread, never zero
-    finally:
-        pool.close()
-        torch.set_num_threads(threads)
+        torch.set_num_threads(2)  # as Ray's OMP_NUM_THREADS=2 has it in a 2-CPU actor
+        pool = PoolCreator("CartPole-v1", {"cpus": (1,), "learner_envs": 0, "num_workers": 1})({"num_envs": 4})
+        try:
+            with open(f"/proc/{pool.worker_pids[0]}/status") as f:
+                allowed = next(line.split(":")[1].strip() for line in f if line.startswith("Cpus_allowed_list"))
+            return pool.num_workers, allowed, torch.get_num_threads()
+        finally:
+            pool.close()
+
+    # The worker runs only on the CPU given; that one CPU is all the worker's,
+    # so torch keeps one thread, never zero.
+    assert local_ray.get(local_ray.remote(num_cpus=2)(build).remote()) == (1, "1", 1)
 
 
 @pytest.mark.parametrize("cpus", [1, 2])
