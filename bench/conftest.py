@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("pytest_benchmark", reason="pip install 'rock-vec[bench]'")
 
-from rock_vec.bench import make_envs, start, unavailable  # noqa: E402
+from rock_vec.bench.suites import make_envs, start, unavailable  # noqa: E402
 
 WARMUP_SECONDS = 0.2
 

@@ -13,7 +13,7 @@ reason (PufferLib: see bench/README.md, "Installing PufferLib").
 
 import pytest
 
-from rock_vec.bench import GYM_WORKLOADS, RUNNER_SPECS, layout_label, peer_groups
+from rock_vec.bench.suites import GYM_WORKLOADS, RUNNER_SPECS, layout_label, peer_groups
 
 CASES = [
     pytest.param(g.workload, g.num_envs, runner, layout, g.batch_size if RUNNER_SPECS[runner].batched else None,

@@ -10,7 +10,7 @@ A call is one ``EnvRunner.sample`` of 2048 env steps: env steps/s = 2048 / mean.
 
 import pytest
 
-from rock_vec.bench import RLLIB_STEPS_PER_ENV, make_envs, start, unavailable
+from rock_vec.bench.suites import RLLIB_STEPS_PER_ENV, make_envs, start, unavailable
 
 NUM_ENVS = 16
 

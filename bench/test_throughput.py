@@ -11,7 +11,7 @@ num_envs / mean.
 
 import pytest
 
-from rock_vec.bench import RUNNERS, WORKLOADS
+from rock_vec.bench.suites import RUNNERS, WORKLOADS
 
 ENV_COUNTS = (4, 16, 64)
 

@@ -5,12 +5,13 @@
     envs = rock_vec.AsyncVectorEnv([lambda: MyEnv() for _ in range(8)])
 """
 
+from ._version import __version__
 from .errors import RockVecError, WorkerDiedError, WorkerError
 
 
 def __getattr__(name: str):
-    # Imported on first use, so `python -m rock_vec.worker` loads the worker
-    # program once, without the learner's faces.
+    # Imported on first use: `python -m rock_vec.worker` (every worker)
+    # loads the worker program without the learner's faces.
     if name in ("AsyncVectorEnv", "make_vec"):
         from . import vector_env
 
@@ -18,5 +19,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'rock_vec' has no attribute {name!r}")
 
 
-__all__ = ["AsyncVectorEnv", "make_vec", "RockVecError", "WorkerDiedError", "WorkerError"]
-__version__ = "0.1.0"
+__all__ = ["AsyncVectorEnv", "make_vec", "RockVecError", "WorkerDiedError", "WorkerError", "__version__"]

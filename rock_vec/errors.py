@@ -19,7 +19,7 @@ from multiprocessing import TimeoutError  # noqa: F401  (gymnasium's timeout typ
 
 from gymnasium.error import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError  # noqa: F401
 
-from . import codec
+from .segment import codec
 
 
 class RockVecError(RuntimeError):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import codec
-from .layout import LeafIO
+from .segment import codec
+from .segment.layout import LeafIO
 
 
 def batch_infos(add_info, info: np.ndarray, lengths: np.ndarray, rows: slice, final_obs: LeafIO | None = None,

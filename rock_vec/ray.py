@@ -67,7 +67,7 @@ class PoolCreator:
     envs (``gym_env_vectorize_mode="vector_entry_point"``), else one env."""
 
     def __init__(self, env: str | Callable[[dict], Any], options: dict[str, Any]):
-        from .options import PoolOptions
+        from .engine.options import PoolOptions
 
         mode = AutoresetMode(options.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         if mode != AutoresetMode.NEXT_STEP:

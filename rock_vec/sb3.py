@@ -25,8 +25,8 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from .errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
-from .options import PoolOptions
-from .pool_io import PoolIO
+from .engine.options import PoolOptions
+from .engine.session import PoolIO
 
 
 class RockVecEnv(VecEnv):

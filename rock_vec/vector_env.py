@@ -16,12 +16,12 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.async_vector_env import AsyncState
 
 from . import errors
-from .arrays import ArrayBackend
+from .engine.arrays import ArrayBackend
 from .envpool_api import EnvPoolAPI
-from .hosting import FORBIDDEN_CALLS
+from .worker.hosting import FORBIDDEN_CALLS
 from .infos import batch_infos
-from .options import PoolOptions
-from .pool_io import PoolIO
+from .engine.options import PoolOptions
+from .engine.session import PoolIO
 
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from rock_vec.segment import NAME_PREFIX, SHM_DIR
+from rock_vec.segment.mapping import NAME_PREFIX, SHM_DIR
 
 
 def _our_segments() -> set[str]:

@@ -17,8 +17,12 @@ import numpy as np
 import pytest
 
 import rock_vec
-from rock_vec import bench, cli, synthetic, train_loops
-from rock_vec.segment import NAME_PREFIX, SHM_DIR, pid_alive
+from rock_vec import synthetic
+from rock_vec.bench import suites as bench
+from rock_vec.cli import main as cli
+from rock_vec.bench import train_loops
+from rock_vec.segment.mapping import NAME_PREFIX, SHM_DIR
+from rock_vec.segment.processes import pid_alive
 from rock_vec.synthetic import SYNTHETIC_ID, SYNTHETIC_MAKE_ID, SyntheticEnv
 
 COLUMNS = ["workload", "envs", "runner", "layout", "envs step in", "steps/s", "vs_sync", "vs_async"]
@@ -552,7 +556,7 @@ def test_atari_suite_runs_the_breakout_pipeline_or_says_what_is_missing(small_su
 
 def test_policies_act_on_a_batch_and_time_their_forward():
     pytest.importorskip("torch")
-    from rock_vec import policies
+    from rock_vec.bench import policies
 
     mlp = policies.make("mlp", (4,), 2, seed=1)
     actions = mlp(np.zeros((8, 4), np.float32))
@@ -586,7 +590,7 @@ def test_ps_lists_a_running_pool_with_its_workers_and_forgets_it_once_closed(cap
 
 
 def test_clean_removes_the_listing_of_a_pool_whose_learner_is_gone(capsys):
-    from rock_vec import registry
+    from rock_vec.segment import registry
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
@@ -619,7 +623,7 @@ def test_bench_draws_its_results_as_a_png_chart(capsys, tmp_path):
 
 
 def test_plot_refuses_nothing_to_draw_and_names_a_missing_matplotlib(monkeypatch, tmp_path):
-    from rock_vec import plot
+    from rock_vec.bench import plot
 
     pytest.importorskip("matplotlib", reason="pip install -e '.[test]'")
     with pytest.raises(ValueError, match="no results to plot"):

@@ -18,7 +18,7 @@ import pytest
 from gymnasium.spaces import GraphInstance
 
 try:
-    from rock_vec import codec
+    from rock_vec.segment import codec
 except Exception:  # the package __init__ may not be importable yet: load the file itself
     _path = pathlib.Path(__file__).resolve().parents[1] / "rock_vec" / "codec.py"
     _spec = importlib.util.spec_from_file_location("rock_vec_codec_under_test", _path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rock_vec.segment import NAME_PREFIX, SHM_DIR
+from rock_vec.segment.mapping import NAME_PREFIX, SHM_DIR
 
 LEARNER = Path(__file__).with_name("lifetime_learner.py")
 

@@ -13,7 +13,8 @@ import pytest
 from gymnasium.vector import SyncVectorEnv
 
 import rock_vec
-from rock_vec import monitor, registry
+from rock_vec.observe import monitor
+from rock_vec.segment import registry
 
 
 def entry_of(envs):
@@ -122,7 +123,7 @@ def test_a_workers_last_error_is_kept_for_monitors(capsys):
         assert second.errors == 1
         assert second.last_error == "KeyError: 'boom in env 3' (in env 3 during step)"
         assert second.state == "ready"  # the worker goes on
-        from rock_vec import cli
+        from rock_vec.cli import main as cli
 
         assert cli.main(["ps"]) == 0
         out = capsys.readouterr().out
@@ -201,7 +202,7 @@ def sample(text, name, **labels):
 
 def test_the_prometheus_endpoint_serves_the_pools_counters_over_http():
     pytest.importorskip("prometheus_client", reason="pip install -e '.[test]' (serve-metrics)")
-    from rock_vec import metrics
+    from rock_vec.observe import metrics
 
     envs = rock_vec.make_vec("CartPole-v1", num_envs=4, learner_envs=2, num_workers=1)
     server, thread = metrics.serve(0)

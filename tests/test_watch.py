@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 import rock_vec
-from rock_vec import frames, registry
+from rock_vec.observe.tiles import grid
+from rock_vec.observe.watch import FrameWatcher
+from rock_vec.segment.layout import FRAME_BYTES, FRAME_NOTE_BYTES, FRAME_OK, FRAME_SLOTS
+from rock_vec.worker.frames import FrameServer
+from rock_vec.segment import registry
 from rock_vec.synthetic import SYNTHETIC_MAKE_ID
 
 
@@ -60,7 +64,7 @@ def test_each_frame_is_the_watched_envs_own_at_its_current_step():
         envs.reset(seed=100)  # env i: seed 100 + i
         assert envs.split.learner_envs == 2 and envs.num_workers == 2
         with Stepping(envs, np.zeros(6, np.int64)) as loop:
-            with frames.FrameWatcher(entry_of(envs), [0, 3, 5]) as watcher:
+            with FrameWatcher(entry_of(envs), [0, 3, 5]) as watcher:
                 seen = [watcher.grab(timeout=5.0) for _ in range(5)]
             assert loop.steps > 0
         for grabbed in seen:
@@ -91,7 +95,7 @@ def test_async_batches_answer_too():
         thread = threading.Thread(target=loop, daemon=True)
         thread.start()
         try:
-            with frames.FrameWatcher(entry_of(envs), [1, 4]) as watcher:
+            with FrameWatcher(entry_of(envs), [1, 4]) as watcher:
                 one, four = watcher.grab(timeout=5.0)
         finally:
             stop.set()
@@ -106,7 +110,7 @@ def test_an_env_without_rgb_array_gets_a_message_and_the_pool_goes_on():
     try:
         envs.reset(seed=0)
         with Stepping(envs, np.zeros(4, np.int64)):
-            with frames.FrameWatcher(entry_of(envs), [2]) as watcher:
+            with FrameWatcher(entry_of(envs), [2]) as watcher:
                 (note,) = watcher.grab(timeout=5.0)
         assert note == ("env 2 renders in mode None, not 'rgb_array': build the pool with "
                         "render_mode='rgb_array' to watch it")
@@ -118,7 +122,7 @@ def test_a_pool_that_is_not_stepped_gives_a_message_not_a_hang():
     envs = synthetic_pool()
     try:
         envs.reset(seed=0)
-        with frames.FrameWatcher(entry_of(envs), [4]) as watcher:
+        with FrameWatcher(entry_of(envs), [4]) as watcher:
             (note,) = watcher.grab(timeout=0.3)
         assert note == "env 4: no frame within 0.3 s (is the learner stepping the pool?)"
     finally:
@@ -132,12 +136,12 @@ def test_a_malformed_slot_is_refused_by_the_watcher():
     try:
         envs.reset(seed=0)
         with Stepping(envs, np.zeros(6, np.int64)):
-            with frames.FrameWatcher(entry_of(envs), [0]) as watcher:
+            with FrameWatcher(entry_of(envs), [0]) as watcher:
                 assert isinstance(watcher.grab()[0], np.ndarray)
-        with frames.FrameWatcher(entry_of(envs), [0]) as watcher:
+        with FrameWatcher(entry_of(envs), [0]) as watcher:
             watcher.asked[0] += 1
             watcher.done[0] = watcher.asked[0]  # as if its host had answered
-            watcher.status[0] = frames.OK
+            watcher.status[0] = FRAME_OK
             for shape in [(4096, 4096, 3), (24, 32, 4), (0, 32, 3)]:
                 watcher.shape[0] = shape
                 assert watcher._read(0, 1.0) == f"env 0: its host wrote a malformed frame shape {shape}"
@@ -150,26 +154,26 @@ def test_bad_requests_are_refused_naming_the_problem():
     try:
         entry = entry_of(envs)
         with pytest.raises(ValueError, match="env index 6 is out of range: pool .* has 6 envs"):
-            frames.FrameWatcher(entry, [0, 6])
-        with pytest.raises(ValueError, match=f"watch 1 to {frames.SLOTS} envs at once, got 17"):
-            frames.FrameWatcher(entry, list(range(17)))
-        with frames.FrameWatcher(entry, [0]):
+            FrameWatcher(entry, [0, 6])
+        with pytest.raises(ValueError, match=f"watch 1 to {FRAME_SLOTS} envs at once, got 17"):
+            FrameWatcher(entry, list(range(17)))
+        with FrameWatcher(entry, [0]):
             with pytest.raises(ValueError, match="another rock-vec watch is attached to pool"):
-                frames.FrameWatcher(entry, [1])
-        frames.FrameWatcher(entry, [1]).close()  # the first one let go
+                FrameWatcher(entry, [1])
+        FrameWatcher(entry, [1]).close()  # the first one let go
     finally:
         envs.close()
 
 
 def test_frames_larger_than_a_slot_are_subsampled(monkeypatch):
-    desk = frames.FrameDesk({name: np.zeros(**spec) for name, spec in {
-        "w.generation": {"shape": (1,), "dtype": np.uint32}, "w.want": {"shape": (frames.SLOTS,), "dtype": np.uint32},
-        "w.asked": {"shape": (frames.SLOTS,), "dtype": np.uint32},
-        "w.done": {"shape": (frames.SLOTS,), "dtype": np.uint32},
-        "w.status": {"shape": (frames.SLOTS,), "dtype": np.uint32},
-        "w.shape": {"shape": (frames.SLOTS, 3), "dtype": np.uint32},
-        "w.note": {"shape": (frames.SLOTS, frames.NOTE_BYTES), "dtype": np.uint8},
-        "w.frame": {"shape": (frames.SLOTS, frames.FRAME_BYTES), "dtype": np.uint8}}.items()}, 0, 1)
+    desk = FrameServer({name: np.zeros(**spec) for name, spec in {
+        "w.generation": {"shape": (1,), "dtype": np.uint32}, "w.want": {"shape": (FRAME_SLOTS,), "dtype": np.uint32},
+        "w.asked": {"shape": (FRAME_SLOTS,), "dtype": np.uint32},
+        "w.done": {"shape": (FRAME_SLOTS,), "dtype": np.uint32},
+        "w.status": {"shape": (FRAME_SLOTS,), "dtype": np.uint32},
+        "w.shape": {"shape": (FRAME_SLOTS, 3), "dtype": np.uint32},
+        "w.note": {"shape": (FRAME_SLOTS, FRAME_NOTE_BYTES), "dtype": np.uint8},
+        "w.frame": {"shape": (FRAME_SLOTS, FRAME_BYTES), "dtype": np.uint8}}.items()}, 0, 1)
 
     class Big:
         render_mode = "rgb_array"
@@ -182,7 +186,7 @@ def test_frames_larger_than_a_slot_are_subsampled(monkeypatch):
     desk.want[0], desk.asked[0], desk.generation[0] = 1, 1, 1
     assert desk.pending()
     desk.serve([Big()])
-    assert desk.done[0] == 1 and desk.status[0] == frames.OK and not desk.pending()
+    assert desk.done[0] == 1 and desk.status[0] == FRAME_OK and not desk.pending()
     h, w, c = desk.shape[0]
     assert (h, w, c) == (600, 500, 3)  # every 2nd pixel: the first stride that fits
     assert (desk.frame[0, : h * w * c] == 255).all()
@@ -191,7 +195,7 @@ def test_frames_larger_than_a_slot_are_subsampled(monkeypatch):
 def test_grid_tiles_frames_row_major_centred():
     a = np.full((2, 3, 3), 10, np.uint8)
     b = np.full((4, 2, 3), 20, np.uint8)
-    g = frames.grid([a, b, None], gap=1)
+    g = grid([a, b, None], gap=1)
     assert g.shape == (4 * 2 + 1, 3 * 2 + 1, 3)  # 2 columns of 3-wide tiles, 2 rows of 4-high tiles
     assert (g[1:3, 0:3] == 10).all() and (g[0:4, 4:6] == 20).all() and (g[5:9, 0:3] == 32).all()
 

@@ -62,7 +62,7 @@ def client():
 
 
 def default_image() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return f"rock-vec-worker:{__version__}"
 
@@ -117,7 +117,7 @@ class DockerBackend:
                   LABEL_HOST: socket.gethostname()}
         placed = {}
         if self.placement is not None:
-            from .topology import format_cpulist
+            from ..placement.topology import format_cpulist
 
             placed = {"cpuset_cpus": format_cpulist(self.placement.workers[index])}
             if self.placement.mems[index]:  # none when the pool is only confined to CPUs

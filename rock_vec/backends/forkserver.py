@@ -43,7 +43,7 @@ import threading
 import time
 import traceback
 
-from .. import main_module
+from ..worker import main_module
 from .._core import lib
 from .base import child_environment, python_running, record_exit
 
@@ -53,8 +53,8 @@ from .base import child_environment, python_running, record_exit
 
 class _Pool:
     def __init__(self, path: str):
-        from ..hosting import load_env_source
-        from ..segment import Segment
+        from ..worker.hosting import load_env_source
+        from ..segment.mapping import Segment
 
         self.path = path
         self.seg = Segment.attach(path)
@@ -156,7 +156,7 @@ class Server:
                 os._exit(1)
             for fd in [self.sock.fileno(), self.learner_fd, *self.children]:
                 os.close(fd)
-            from ..worker import run
+            from ..worker.program import run
 
             code = run(f"/dev/fd/{pool.fd}", index, pool.source)
         except BaseException:
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     import gymnasium  # noqa: F401  - preloaded: every worker inherits it
     import numpy  # noqa: F401
 
-    from .. import worker  # noqa: F401
+    from ..worker import program as worker  # noqa: F401
 
     learner_fd = os.pidfd_open(os.getppid())  # while the learner is still our parent: no pid reuse race
     if os.fork() > 0:  # detach: the learner reaps this parent at once; the server lives on, not its child

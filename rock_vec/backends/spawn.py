@@ -39,7 +39,7 @@ class SpawnBackend:
         with self._lock:
             for w in workers:
                 proc = subprocess.Popen(
-                    [*python_running("rock_vec.worker"), "--segment", seg.path, "--index", str(w)],
+                    [*python_running("rock_vec.worker.program"), "--segment", seg.path, "--index", str(w)],
                     env=env, stdin=subprocess.DEVNULL)
                 self.procs[w] = proc
                 seg.slot(w).host_pid = proc.pid

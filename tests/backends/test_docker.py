@@ -142,7 +142,7 @@ def test_a_hostile_env_in_a_container_reaches_nothing_and_crashes_nothing(engine
             assert all(out[p] != "written" for p in ("/etc/rock_vec_was_here", "/opt/rock_vec/site/x",
                                                      "/rock_vec/other"))
             assert int(out["caps"], 16) == 0
-        with pytest.raises((rock_vec.RockVecError, rock_vec.codec.CodecError)):
+        with pytest.raises((rock_vec.RockVecError, rock_vec.segment.codec.CodecError)):
             for _ in range(4):
                 envs.step(np.zeros(4, np.int64))  # env 2 writes random bytes over the whole segment
     finally:
@@ -241,7 +241,7 @@ def test_a_killed_learner_leaves_no_container_and_no_segment_within_five_seconds
 def test_ps_lists_containers_and_clean_removes_those_of_a_dead_learner(engine, capsys):
     import socket
 
-    from rock_vec import cli
+    from rock_vec.cli import main as cli
     from rock_vec.backends import docker as backend
 
     envs = rock_vec.make_vec("CartPole-v1", num_envs=2, backend="docker", num_workers=2)
@@ -273,7 +273,8 @@ def test_ps_lists_containers_and_clean_removes_those_of_a_dead_learner(engine, c
 
 def test_the_docker_bench_suite_compares_with_worker_processes_and_times_container_starts(engine, monkeypatch,
                                                                                            capsys):
-    from rock_vec import bench, cli
+    from rock_vec.bench import suites as bench
+    from rock_vec.cli import main as cli
 
     monkeypatch.setattr(bench, "STARTUP_SIZES", (2,))
     monkeypatch.setitem(bench.SUITES, "docker", bench.Suite("docker", bench.SUITES["docker"].description, (

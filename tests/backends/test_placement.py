@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import rock_vec
-from rock_vec import cli
-from rock_vec.backends import placement, topology
-from rock_vec.backends.topology import format_cpulist, parse_cpulist
+from rock_vec.cli import main as cli
+from rock_vec.placement import plan as placement, topology
+from rock_vec.placement.topology import format_cpulist, parse_cpulist
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

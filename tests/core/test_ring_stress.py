@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from rock_vec._core import ffi, lib
-from rock_vec.segment import NAME_PREFIX, SHM_DIR
+from rock_vec.segment.mapping import NAME_PREFIX, SHM_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 MS = 1_000_000

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.ray
 def test_the_rllib_suite_measures_both_runners_side_by_side(capsys, tmp_path):
     import ray
 
-    from rock_vec import cli
+    from rock_vec.cli import main as cli
 
     out_json = tmp_path / "rllib.json"
     try:

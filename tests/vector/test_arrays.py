@@ -16,7 +16,7 @@ from gymnasium import spaces
 from gymnasium.vector import SyncVectorEnv
 
 import rock_vec
-from rock_vec import registry
+from rock_vec.segment import registry
 from same import assert_same
 from sample_envs import SpaceEnv
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import rock_vec
-import rock_vec.codec
+import rock_vec.segment.codec
 from rock_vec.errors import RemoteTraceback, WorkerDiedError
 from sample_envs import FailingEnv, SpaceEnv
 
@@ -183,7 +183,7 @@ def test_unknown_attributes_and_failing_calls_leave_the_pool_usable():
         envs.reset(seed=0)
         with pytest.raises(AttributeError, match="no_such_attr"):
             envs.get_attr("no_such_attr")
-        with pytest.raises(rock_vec.codec.CodecError, match=r"call\('echo'\) per env\[0\]\['args'\]\[0\] of type function"):
+        with pytest.raises(rock_vec.segment.codec.CodecError, match=r"call\('echo'\) per env\[0\]\['args'\]\[0\] of type function"):
             envs.call("echo", lambda: None)  # the result is not plain data: it cannot travel back
         good_step_still_works(envs, GOOD)
     finally:
@@ -267,7 +267,7 @@ def test_an_observation_of_a_custom_space_that_is_not_plain_data_names_the_space
             return isinstance(other, Opaque)
 
     envs = None
-    with pytest.raises(rock_vec.codec.CodecError, match=r"observation of env 0 \(space .*Opaque"):
+    with pytest.raises(rock_vec.segment.codec.CodecError, match=r"observation of env 0 \(space .*Opaque"):
         envs = rock_vec.AsyncVectorEnv([lambda: SpaceEnv(observation_space=Opaque())] * 2)
         envs.reset(seed=0)
     if envs is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import rock_vec
-from rock_vec.codec import CodecError
+from rock_vec.segment.codec import CodecError
 from rock_vec.errors import RockVecError
 from sample_envs import ScribbleEnv
 

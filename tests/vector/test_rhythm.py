@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import rock_vec
-from rock_vec import pool, rhythm
-from rock_vec.rhythm import MARGIN_NS, WARMUP, WINDOW, Rhythm
+from rock_vec.engine import pool
+from rock_vec.worker import rhythm
+from rock_vec.worker.rhythm import MARGIN_NS, WARMUP, WINDOW, Rhythm
 from sample_envs import SpaceEnv
 
 US = 1_000

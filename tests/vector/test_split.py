@@ -11,7 +11,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rock_vec
-from rock_vec import split
+from rock_vec.engine import split
 from same import assert_lockstep, assert_same
 from sample_envs import SPACES, FailingEnv, SpaceEnv
 
@@ -92,7 +92,7 @@ def test_an_exception_in_the_learners_share_is_its_own_and_the_pool_stays_usable
 def test_a_value_that_cannot_travel_fails_alike_in_the_learners_share():
     envs = rock_vec.AsyncVectorEnv([lambda: SpaceEnv()] * 4, learner_envs=2)
     try:
-        with pytest.raises(rock_vec.codec.CodecError, match=r"call\('echo'\) per env\[0\]\['args'\]\[0\] of type"):
+        with pytest.raises(rock_vec.segment.codec.CodecError, match=r"call\('echo'\) per env\[0\]\['args'\]\[0\] of type"):
             envs.call("echo", lambda: None)
         envs.reset(seed=0)
     finally:

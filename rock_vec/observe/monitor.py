@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._core import lib
-from .segment import Segment
+from .._core import lib
+from ..segment import registry
+from ..segment.mapping import Segment
 
 STATES = {0: "starting", 1: "ready", 2: "exited", 3: "dead"}
 
@@ -175,8 +176,6 @@ def pool_entry(pool: str | None) -> dict:
     Raises:
         ValueError: none, or several, naming what there is.
     """
-    from . import registry
-
     live = [e for e in registry.entries() if not e["stale"]]
     if pool is not None:
         live = [e for e in live if e["pool"].startswith(pool)]

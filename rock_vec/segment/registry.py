@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .segment import pid_alive
+from .processes import pid_alive
 
 
 def folder() -> Path:

@@ -53,9 +53,9 @@ from typing import Any, Callable, Iterable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from .atari import PIPELINE_MAKE_ID
-from .synthetic import SYNTHETIC_MAKE_ID
-from .vector_env import make_vec
+from ..atari import PIPELINE_MAKE_ID
+from ..synthetic import SYNTHETIC_MAKE_ID
+from ..vector_env import make_vec
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _rock_vec_workers(wl: Workload, num_envs: int, layout: int | None, batch_siz
 def docker_unavailable() -> str | None:
     """Why the docker backend cannot run here (no SDK, engine or image), or None."""
     try:
-        from .backends import docker as backend
+        from ..backends import docker as backend
 
         backend.client().images.get(backend.default_image())
     except ImportError as exc:
@@ -167,7 +167,7 @@ def _gym_async(wl: Workload, num_envs: int, layout: int | None, batch_size: int 
 
 
 def _sb3_rock_vec(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
-    from .sb3 import RockVecEnv
+    from ..sb3 import RockVecEnv
 
     return RockVecEnv.from_id(wl.env_id, num_envs, envs_per_worker=layout, **wl.kwargs)
 
@@ -186,7 +186,7 @@ def _sb3_dummy(wl: Workload, num_envs: int, layout: int | None, batch_size: int 
 
 def _rock_vec_oversub(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
     """More worker processes than CPUs: ``OVERSUBSCRIBED`` x the usable CPUs (at most one per env)."""
-    from .pool import usable_cpus
+    from ..engine.pool import usable_cpus
 
     workers = min(num_envs, OVERSUBSCRIBED * usable_cpus())
     return make_vec(wl.env_id, num_envs, num_workers=workers, learner_envs=0, **wl.kwargs)
@@ -206,7 +206,7 @@ def _puffer_env(wl: Workload, buf=None):
 
 def puffer_workers(num_envs: int) -> int:
     """PufferLib's own layout: one worker process per core (the most that divide num_envs)."""
-    from .pool import usable_cpus
+    from ..engine.pool import usable_cpus
 
     return max(w for w in range(1, min(num_envs, usable_cpus()) + 1) if num_envs % w == 0)
 
@@ -263,7 +263,7 @@ class EnvRunnerActor:
         if not ray.is_initialized():
             ray.init(num_cpus=3 * RLLIB_RUNNER_CPUS, include_dashboard=False, log_to_driver=False)
         if rock_vec_pool == "register":
-            from . import ray as rock_vec_ray
+            from .. import ray as rock_vec_ray
 
             env, mode = rock_vec_ray.register(f"rock_vec:{wl.env_id}", wl.env_id), "vector_entry_point"
         elif rock_vec_pool == "direct":
@@ -310,7 +310,7 @@ class DirectPool:
         num_envs = config.pop("num_envs", None)
         if num_envs is None:
             return gym.make(self.env_id, **config)
-        from .vector_env import make_vec
+        from ..vector_env import make_vec
 
         return make_vec(self.env_id, num_envs=num_envs, **config)
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import codec, errors
-from ._core import ffi, lib
+from ..segment import codec
+from .. import errors
+from .._core import ffi, lib
 
 
 def ring_geometry(num_envs: int, batch_size: int) -> tuple[int, int]:

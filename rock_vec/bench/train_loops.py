@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from .bench import _import_error
+from .suites import _import_error
 
 #: Learner gaps between two steps, in us.
 GAPS_US = (0, 50, 150, 300, 1_000, 3_000)

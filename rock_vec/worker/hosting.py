@@ -20,11 +20,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from . import codec, errors
-from .frames import FrameDesk
-from ._core import ffi, lib
-from .actions import Actions, action_leaves
-from .layout import LeafIO, leaves_of
+from ..segment import codec
+from .. import errors
+from .._core import ffi, lib
+from .frames import FrameServer
+from ..segment.actions import Actions, action_leaves
+from ..segment.layout import LeafIO, leaves_of
 
 #: Names that ``call`` refuses (gymnasium's list: use the methods themselves).
 FORBIDDEN_CALLS = ("reset", "step", "close", "_setattr", "_check_spaces")
@@ -130,7 +131,7 @@ class EnvHost:
         self.ep_return = [0.0] * (hi - lo)
         self.ep_length = [0] * (hi - lo)
         self.episodes, self.last_return, self.last_length = a["m.episodes"], a["m.last_return"], a["m.last_length"]
-        self.frames = FrameDesk(a, lo, hi)  # rock-vec watch's requests, answered between steps
+        self.frames = FrameServer(a, lo, hi)  # rock-vec watch's requests, answered between steps
 
     # ---- building ----
 

@@ -20,8 +20,9 @@ import struct
 
 import numpy as np
 
-from ._core import ffi, lib
+from .._core import ffi, lib
 from .layout import array_views
+from .processes import pid_alive
 
 SHM_DIR = "/dev/shm"
 NAME_PREFIX = "rock_vec."
@@ -132,17 +133,6 @@ class Segment:
         except BaseException:
             os.close(fd)
             raise
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (one of another user counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stale_segments() -> list[str]:

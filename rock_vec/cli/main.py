@@ -61,7 +61,7 @@ def _positive(kind: Callable[[str], object]):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .bench import GYM_WORKLOADS, OVERSUBSCRIBED, PEER_RUNNERS, RUNNER_SPECS, RUNNERS, SUITES, WORKLOADS
+    from ..bench.suites import GYM_WORKLOADS, OVERSUBSCRIBED, PEER_RUNNERS, RUNNER_SPECS, RUNNERS, SUITES, WORKLOADS
 
     parser = argparse.ArgumentParser(prog="rock-vec", description="rock_vec tools: throughput benchmark, cleanup.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -223,7 +223,7 @@ def _image(args, parser) -> int:
         parser.commands["image"].print_usage(sys.stderr)
         print("rock-vec image: error: a subcommand is required (build)", file=sys.stderr)
         return EXIT_USAGE
-    from .backends import image
+    from ..backends import image
 
     try:
         tag = image.build(args.env_package, tag=args.tag, base=args.base or image.DEFAULT_BASE)
@@ -245,8 +245,8 @@ def machine_line(extra: Sequence[str] = ()) -> str:
     import gymnasium
     import numpy
 
-    from . import __version__
-    from .pool import usable_cpus
+    from .._version import __version__
+    from ..engine.pool import usable_cpus
 
     parts = [f"rock_vec {__version__}", f"{usable_cpus()} usable CPUs", f"python {platform.python_version()}",
              f"gymnasium {gymnasium.__version__}", f"numpy {numpy.__version__}"]
@@ -326,7 +326,7 @@ def format_peer_table(rows: list[dict]) -> str:
 def format_versus_table(rows: list[dict]) -> str:
     """rock_vec's rows (of ``peer_groups``) over each peer, a column a peer,
     then a line per ``versus`` target; empty without such rows."""
-    from .bench import PEER_OURS, PEER_RUNNERS
+    from ..bench.suites import PEER_OURS, PEER_RUNNERS
 
     ours = [r for r in rows if r["runner"] in PEER_OURS and r.get("vs") is not None]
     if not ours:
@@ -383,7 +383,7 @@ PEERS_TOO = ("workloads", "envs", "sweep")
 def _check_gym_suite(workloads: Sequence[str], env_counts: Sequence[int], runners: Sequence[str],
                      batch_size: int | None) -> None:
     """Raises ValueError (a usage error) on a combination the gym suite cannot run."""
-    from . import bench
+    from ..bench import suites as bench
 
     batched = [r for r in runners if bench.RUNNER_SPECS[r].batched]
     if batched and batch_size is None:
@@ -413,7 +413,7 @@ def _suites(args) -> list[str]:
 
 def _bench_usage_error(args) -> str | None:
     """What is wrong with a ``bench`` command line that argparse let through, or None."""
-    from . import bench
+    from ..bench import suites as bench
 
     suites = _suites(args)
     given = [name for name in GYM_ONLY if getattr(args, name) not in (None, False)]
@@ -446,7 +446,7 @@ def _settings(args, bench) -> dict:
 
 
 def _bench(args) -> int:
-    from . import bench
+    from ..bench import suites as bench
 
     suites = _suites(args)
     settings = _settings(args, bench)
@@ -532,7 +532,7 @@ def _bench(args) -> int:
         print(f"rock-vec bench: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.plot:
-        from . import plot
+        from ..bench import plot
 
         try:
             plot.plot(results, args.plot, machine_line(extra))
@@ -558,7 +558,7 @@ def _train_loops(repeats: int, seconds: float, progress) -> dict:
     {"gap_sweep": rows, "ppo": rows, "tables": [text, ...]}. Each sweep
     point measures for half of ``seconds``; the PPO loop runs 8 iterations
     (fewer for runs under a second)."""
-    from . import train_loops as loops
+    from ..bench import train_loops as loops
 
     sweep = loops.run_sweep(repeats=repeats, seconds=seconds / 2, progress=progress)
     ppo = loops.run_ppo(iterations=max(1, min(8, int(seconds * 8))), repeats=repeats, progress=progress)
@@ -572,8 +572,8 @@ def _train_loops(repeats: int, seconds: float, progress) -> dict:
 
 
 def _topology(root: str = "/sys") -> int:
-    from .backends import topology
-    from .backends.topology import format_cpulist
+    from ..placement import topology
+    from ..placement.topology import format_cpulist
 
     top = topology.read(root)
     print(f"{len(top.nodes)} NUMA node(s), {len(top.cores)} cores, {sum(len(c.cpus) for c in top.cores)} CPUs; "
@@ -597,7 +597,7 @@ def _topology(root: str = "/sys") -> int:
 
 
 def _plan(args, root: str = "/sys") -> int:
-    from .backends import placement, topology
+    from ..placement import plan as placement, topology
 
     gpu = int(args.gpu) if args.gpu is not None and args.gpu.isdigit() else args.gpu
     try:
@@ -613,8 +613,8 @@ def _plan(args, root: str = "/sys") -> int:
 def _ps() -> int:
     import time
 
-    from . import registry
-    from .segment import pid_alive
+    from ..segment import registry
+    from ..segment.processes import pid_alive
 
     pools = registry.entries()
     if not pools:
@@ -646,7 +646,7 @@ def _ps() -> int:
 
 def _counters_of(entry: dict) -> dict:
     """Each worker's counters (``rock_vec.monitor``), or {} when the pool cannot be read."""
-    from . import monitor
+    from ..observe import monitor
 
     snap = monitor.read(entry)
     return {} if snap is None else {w.index: w for w in snap.workers}
@@ -655,7 +655,7 @@ def _counters_of(entry: dict) -> dict:
 def _top(args) -> int:
     import time
 
-    from . import monitor
+    from ..observe import monitor
 
     try:
         from rich.console import Console, Group
@@ -738,7 +738,8 @@ def _watch(args, parser) -> int:
     import os
     import time
 
-    from . import frames, monitor
+    from ..observe import monitor, tiles
+    from ..observe.watch import FrameWatcher
 
     def usage(problem: str) -> int:
         parser.commands["watch"].print_usage(sys.stderr)
@@ -759,7 +760,7 @@ def _watch(args, parser) -> int:
     try:
         entry = monitor.pool_entry(args.pool)
         envs = args.envs if args.envs is not None else list(range(min(4, entry["num_envs"])))
-        watcher = frames.FrameWatcher(entry, envs)
+        watcher = FrameWatcher(entry, envs)
     except (ValueError, PermissionError) as exc:
         print(f"rock-vec watch: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -780,7 +781,7 @@ def _watch(args, parser) -> int:
                     if not os.path.exists(f"/proc/{entry['learner_pid']}"):
                         print("rock-vec watch: the learner has ended", file=sys.stderr)
                     break
-                image = frames.grid([None if isinstance(g, str) else g for g in got])
+                image = tiles.grid([None if isinstance(g, str) else g for g in got])
                 grids += 1
                 if write:
                     write(image)
@@ -883,7 +884,7 @@ def _live_window():
 def _serve_metrics(args) -> int:
     import time
 
-    from . import metrics
+    from ..observe import metrics
 
     try:
         server, _ = metrics.serve(args.port, args.addr)
@@ -919,8 +920,8 @@ def _spark(values: list[float]) -> str:
 
 
 def _clean(args) -> int:
-    from . import registry
-    from .segment import stale_segments, sweep_stale
+    from ..segment import registry
+    from ..segment.mapping import stale_segments, sweep_stale
 
     dry = args.dry_run
     segments = stale_segments() if dry else sweep_stale()
@@ -948,7 +949,7 @@ def _stray_containers() -> tuple[list, str | None]:
     and why none could be looked for (no SDK, no engine), or None."""
     import socket
 
-    from .segment import pid_alive
+    from ..segment.processes import pid_alive
 
     try:
         import docker
@@ -966,6 +967,3 @@ def _stray_containers() -> tuple[list, str | None]:
             stray.append(c)
     return stray, None
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,18 +18,19 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import time
 
 import cloudpickle
 import numpy as np
 
-from . import codec, errors, main_module
-from ._core import ffi, lib
+from ..segment import codec
+from .. import errors
+from . import main_module
+from .._core import ffi, lib
 from .hosting import EnvHost, EnvSource, load_env_source
-from .layout import LAST_ERROR_BYTES
+from ..segment.layout import LAST_ERROR_BYTES
 from .rhythm import Rhythm
-from .segment import Segment
+from ..segment.mapping import Segment
 
 #: A worker leaves when the learner's heartbeat is older than this.
 LEARNER_TIMEOUT_NS = 1_500_000_000
@@ -147,7 +148,7 @@ class Worker:
         notice = main_module.run(self.seg.manifest.get("main"))  # already run if forked from the fork server
         placed = self.seg.manifest.get("placement")
         if placed is not None:  # before building envs: their memory lands on the worker's node
-            from .backends.placement import apply
+            from ..placement.plan import apply
 
             why = apply(placed["workers"][self.index], placed["mems"][self.index])
             notice = notice or (f"rock_vec pinned its workers but could not bind their memory ({why})" if why
@@ -206,6 +207,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     return run(args.segment, args.index)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

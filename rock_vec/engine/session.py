@@ -19,11 +19,12 @@ from gymnasium.spaces import Space
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_differing_spaces, batch_space
 
-from . import codec, split
-from ._core import lib
-from .actions import Actions
-from .hosting import env_spec
-from .layout import LeafIO
+from ..segment import codec
+from . import split
+from .._core import lib
+from ..segment.actions import Actions
+from ..worker.hosting import env_spec
+from ..segment.layout import LeafIO
 from .options import PoolOptions
 from .pool import Pool, usable_cpus
 from .split import Split

@@ -26,15 +26,17 @@ import weakref
 import cloudpickle
 import numpy as np
 
-from . import codec, errors, main_module, registry
-from ._core import ffi, lib
-from .actions import action_leaves, plan_action_arrays
+from ..segment import codec, registry
+from .. import errors
+from ..worker import main_module
+from .._core import ffi, lib
+from ..segment.actions import action_leaves, plan_action_arrays
 from .batches import AsyncBatches, ring_capacity, ring_geometry
-from .hosting import EnvHost, EnvSource, make_source
-from .backends import backend_for
-from .layout import Arena, leaves_of, plan_arrays, plan_async_arrays
+from ..worker.hosting import EnvHost, EnvSource, make_source
+from ..backends import backend_for
+from ..segment.layout import Arena, leaves_of, plan_arrays, plan_async_arrays
 from .options import PoolOptions
-from .segment import Segment
+from ..segment.mapping import Segment
 from .split import Split
 from .split import ranges as split_ranges
 
@@ -173,12 +175,12 @@ class Pool:
         self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers, usable_cpus(options))
         self.placement = None
         if options.placement == "numa" or options.gpu is not None:
-            from .backends import placement, topology
+            from ..placement import plan as placement, topology
 
             self.placement = placement.plan(topology.read(), num_workers, options.gpu,
                                             learner_cores=1 if split.learner_envs else 0, cpus=options.cpu_ids)
         elif options.cpu_ids is not None:
-            from .backends import placement
+            from ..placement import plan as placement
 
             self.placement = placement.confine(num_workers, options.cpu_ids)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)

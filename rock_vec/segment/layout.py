@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from . import codec, frames
+from . import codec
 
 ALIGN = 64  # cache line: no two arrays share one
 
@@ -63,6 +63,15 @@ def leaves_of(space: spaces.Space, codec_bytes: int, path: tuple = ()) -> list[L
 #: Bytes of a worker's last error kept for monitors (``m.last_error``).
 LAST_ERROR_BYTES = 240
 
+#: Frame slots of ``rock-vec watch`` (``w.``): envs one watcher can watch at once.
+FRAME_SLOTS = 16
+#: Bytes of one frame slot (1024 x 682 RGB fits; larger frames are sent subsampled).
+FRAME_BYTES = 2 << 20
+#: Bytes of a frame slot's message when it holds no frame.
+FRAME_NOTE_BYTES = 240
+#: A frame slot's ``w.status``, written by the env's host: a frame, or why there is none.
+FRAME_OK, FRAME_NOT_RGB_ARRAY, FRAME_RENDER_RAISED, FRAME_NOT_AN_IMAGE = 1, 2, 3, 4
+
 
 class Arena:
     """Hands out 64-byte-aligned byte ranges in declaration order."""
@@ -98,7 +107,9 @@ def plan_arrays(arena: Arena, obs_leaves: list[Leaf], num_envs: int, num_workers
     """Declares the step arrays (a row per env), the mailboxes, the
     episode counters a monitor reads (``m.``: per env, written by whoever
     steps the env when an episode ends) and the frame slots of ``rock-vec
-    watch`` (``w.``, see ``rock_vec.frames``)."""
+    watch`` (``w.``: a watcher asks, the env's host answers between two
+    steps; see ``rock_vec.worker.frames``). tmpfs allocates pages on first
+    touch: a pool nobody watches pays no memory for the frame slots."""
     plan_outputs(arena, "", obs_leaves, num_envs, info_bytes)
     arena.add("mailbox", "|u1", (num_workers, mailbox_bytes))
     arena.add("m.episodes", "<u8", (num_envs,))
@@ -107,7 +118,14 @@ def plan_arrays(arena: Arena, obs_leaves: list[Leaf], num_envs: int, num_workers
     arena.add("m.learner", "<u8", (2,))  # the learner's share: env steps, ns spent stepping them
     arena.add("m.errors", "<u8", (num_workers,))  # commands that raised, per worker
     arena.add("m.last_error", "|u1", (num_workers, LAST_ERROR_BYTES))  # the last one, "Type: message" in UTF-8
-    frames.plan(arena)
+    arena.add("w.generation", "<u4", (1,))  # bumped by a watcher after each request
+    arena.add("w.want", "<u4", (FRAME_SLOTS,))  # env index + 1; 0: the slot is free
+    arena.add("w.asked", "<u4", (FRAME_SLOTS,))  # requests made in the slot (the watcher's count)
+    arena.add("w.done", "<u4", (FRAME_SLOTS,))  # requests answered (the host's count)
+    arena.add("w.status", "<u4", (FRAME_SLOTS,))
+    arena.add("w.shape", "<u4", (FRAME_SLOTS, 3))
+    arena.add("w.note", "|u1", (FRAME_SLOTS, FRAME_NOTE_BYTES))
+    arena.add("w.frame", "|u1", (FRAME_SLOTS, FRAME_BYTES))
 
 
 def plan_async_arrays(arena: Arena, obs_leaves: list[Leaf], rows: int, blocks: int, num_workers: int,

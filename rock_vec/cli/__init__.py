@@ -1,0 +1,2 @@
+"""The ``rock-vec`` command (``main``).
+"""
