@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from .errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
 from .engine.options import PoolOptions
-from .engine.session import PoolIO
+from .engine.session import PoolSession
 
 
 class RockVecEnv(VecEnv):
@@ -47,7 +47,7 @@ class RockVecEnv(VecEnv):
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], start_method: str | None = None, **options: Any):
         pool_options = _numpy_only(PoolOptions.of(dict(options, context=start_method), "RockVecEnv"))
-        self._adopt(PoolIO.of_fns(env_fns, pool_options, autoreset_mode=AutoresetMode.SAME_STEP))
+        self._adopt(PoolSession.of_fns(env_fns, pool_options, autoreset_mode=AutoresetMode.SAME_STEP))
 
     @classmethod
     def from_id(cls, env_id: str, n_envs: int, **options: Any) -> "RockVecEnv":
@@ -56,10 +56,10 @@ class RockVecEnv(VecEnv):
         pool_options, env_kwargs = PoolOptions.take(options, "RockVecEnv.from_id")
         _numpy_only(pool_options)
         self = cls.__new__(cls)
-        self._adopt(PoolIO.of_id(env_id, n_envs, env_kwargs, pool_options, AutoresetMode.SAME_STEP))
+        self._adopt(PoolSession.of_id(env_id, n_envs, env_kwargs, pool_options, AutoresetMode.SAME_STEP))
         return self
 
-    def _adopt(self, io: PoolIO) -> None:
+    def _adopt(self, io: PoolSession) -> None:
         self._io = io
         self._stepping = False  # a step_async awaits its step_wait
         super().__init__(io.num_envs, io.single_observation_space, io.single_action_space)

@@ -1,7 +1,7 @@
 """The gymnasium face: ``AsyncVectorEnv`` (drop-in) and ``make_vec``.
 
 This module keeps gymnasium's call states and checks its arguments; the data
-path is ``PoolIO``'s, and every byte moves through the segment.
+path is ``PoolSession``'s, and every byte moves through the segment.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .envpool_api import EnvPoolAPI
 from .worker.hosting import FORBIDDEN_CALLS
 from .infos import batch_infos
 from .engine.options import PoolOptions
-from .engine.session import PoolIO
+from .engine.session import PoolSession
 
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -102,13 +102,13 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
                 "rock_vec runs its own worker program (rock_vec.worker) over shared memory; a custom "
                 "gymnasium `worker` function cannot run there. Pass worker=None.")
         arrays = ArrayBackend(options.array_backend, options.device)  # a missing module fails before any worker starts
-        self._adopt(PoolIO.of_fns(env_fns, options, observation_mode, autoreset_mode, max_concurrency), copy, arrays)
+        self._adopt(PoolSession.of_fns(env_fns, options, observation_mode, autoreset_mode, max_concurrency), copy, arrays)
         self.observation_mode = observation_mode
         self.shared_memory, self.context, self.daemon = shared_memory, context, daemon
 
     # ---- construction ----
 
-    def _adopt(self, io: PoolIO, copy: bool, arrays: ArrayBackend) -> None:
+    def _adopt(self, io: PoolSession, copy: bool, arrays: ArrayBackend) -> None:
         """Takes ``io``'s pool as this vector env's, its results as ``arrays``'."""
         self._io = io
         self._arrays = arrays
@@ -128,7 +128,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
                  options: PoolOptions) -> "AsyncVectorEnv":
         self = cls.__new__(cls)
         arrays = ArrayBackend(options.array_backend, options.device)
-        self._adopt(PoolIO.of_id(env_id, num_envs, env_kwargs, options, autoreset_mode), copy, arrays)
+        self._adopt(PoolSession.of_id(env_id, num_envs, env_kwargs, options, autoreset_mode), copy, arrays)
         self.observation_mode = "same"
         self.shared_memory, self.context, self.daemon = True, options.context, True
         return self
@@ -412,7 +412,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
 
     def _env_call(self, op: str, name: str, indices: list[int], args: tuple = (), kwargs: dict | None = None,
                   values: list | None = None) -> list:
-        """``PoolIO.env_call``, when no other call is pending."""
+        """``PoolSession.env_call``, when no other call is pending."""
         self._assert_is_running()
         self._assert_idle(op)
         self._state = AsyncState.WAITING_CALL

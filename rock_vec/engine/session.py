@@ -1,6 +1,6 @@
-"""A pool's data path, shared by every face: how the envs are described
-(spaces, metadata), actions and requests in, results out, calls on chosen
-envs.
+"""A face's session with a pool (``PoolSession``), the part every face
+shares: how the envs are described (spaces, metadata), actions and
+requests in, results out, calls on chosen envs.
 
 The faces add their own conventions on top: gymnasium's call states,
 errors and batched infos (``vector_env``, ``envpool_api``), SB3's per-env
@@ -56,7 +56,7 @@ def _choose_split(num_envs: int, options: PoolOptions, max_concurrency: int | No
     return split.choose(num_envs, cpus, **layout, learner_envs=options.learner_envs)
 
 
-class PoolIO:
+class PoolSession:
     """A started pool and everything the faces read and write through it.
 
     Args:
@@ -120,7 +120,7 @@ class PoolIO:
 
     @classmethod
     def of_fns(cls, env_fns: Sequence[Callable[[], gym.Env]], options: PoolOptions, observation_mode="same",
-               autoreset_mode=AutoresetMode.NEXT_STEP, max_concurrency: int | None = None) -> "PoolIO":
+               autoreset_mode=AutoresetMode.NEXT_STEP, max_concurrency: int | None = None) -> "PoolSession":
         """A pool of the envs ``env_fns`` build (cloudpickled to the workers).
 
         Raises:
@@ -142,7 +142,7 @@ class PoolIO:
 
     @classmethod
     def of_id(cls, env_id: str, num_envs: int, env_kwargs: dict, options: PoolOptions,
-              autoreset_mode=AutoresetMode.NEXT_STEP) -> "PoolIO":
+              autoreset_mode=AutoresetMode.NEXT_STEP) -> "PoolSession":
         """A pool of ``num_envs`` copies of the registered env ``env_id``.
 
         Raises:
