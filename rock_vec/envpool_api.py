@@ -6,7 +6,7 @@
 
 The mixin only checks arguments and moves actions and results; the machinery
 (per-worker rings of env ids, the output ring of blocks) is
-``rock_vec.batches``. It relies on the attributes ``AsyncVectorEnv`` sets up
+``rock_vec.engine.batches``. It relies on the attributes ``AsyncVectorEnv`` sets up
 (``_io``, a ``PoolSession``; ``_pool`` and ``_batches``, its pool's) and on its
 argument checks (``_assert_open``, ``_assert_idle``, ``_seed_list``).
 """

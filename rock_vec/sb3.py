@@ -68,7 +68,7 @@ class RockVecEnv(VecEnv):
 
     @property
     def split(self):
-        """Which envs the learner steps and which the workers (``rock_vec.split.Split``)."""
+        """Which envs the learner steps and which the workers (``rock_vec.engine.split.Split``)."""
         return self._io.split
 
     @property

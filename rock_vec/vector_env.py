@@ -62,10 +62,10 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         observation_mode: 'same', 'different' or ``(batched, single)`` spaces.
         autoreset_mode: an ``AutoresetMode`` or its value.
         max_concurrency: caps the number of worker processes.
-        **options: rock_vec's options (``rock_vec.options.PoolOptions``):
+        **options: rock_vec's options (``rock_vec.engine.options.PoolOptions``):
         envs_per_worker, num_workers, learner_envs: where the envs step
             (default: from the env's measured step cost, see
-            ``rock_vec.split``; giving a worker layout without
+            ``rock_vec.engine.split``; giving a worker layout without
             ``learner_envs`` keeps every env in a worker).
         wait_policy: 'auto' (spin only when every busy process has a CPU),
             'spin' or 'block'.
@@ -137,7 +137,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
 
     @property
     def placement(self):
-        """Where the workers are pinned (``rock_vec.backends.placement.Placement``), or None."""
+        """Where the workers are pinned (``rock_vec.placement.plan.Placement``), or None."""
         return self._pool.placement
 
     @property

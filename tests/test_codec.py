@@ -1,10 +1,8 @@
-"""Tests for rock_vec.codec: exact round trips, encode errors, hostile input."""
+"""Tests for rock_vec.segment.codec: exact round trips, encode errors, hostile input."""
 
 import collections
 import enum
-import importlib.util
 import math
-import pathlib
 import re
 import struct
 import sys
@@ -17,14 +15,7 @@ import numpy as np
 import pytest
 from gymnasium.spaces import GraphInstance
 
-try:
-    from rock_vec.segment import codec
-except Exception:  # the package __init__ may not be importable yet: load the file itself
-    _path = pathlib.Path(__file__).resolve().parents[1] / "rock_vec" / "codec.py"
-    _spec = importlib.util.spec_from_file_location("rock_vec_codec_under_test", _path)
-    codec = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = codec
-    _spec.loader.exec_module(codec)
+from rock_vec.segment import codec
 
 CodecError, encode, encode_into, decode = codec.CodecError, codec.encode, codec.encode_into, codec.decode
 

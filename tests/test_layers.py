@@ -97,18 +97,19 @@ def test_imports_only_go_down_or_stay_in_their_folder():
     assert not upward, "upward imports:\n" + "\n".join(sorted(upward))
 
 
-def test_no_modules_import_each_other_in_a_circle():
-    edges = graph()
+def circles_in(edges: dict[str, set[str]]) -> list[str]:
+    """Every import circle a depth-first walk of ``edges`` meets, as "a -> b -> a".
+    The package's top is left out: it only re-exports the faces, lazily."""
     state: dict[str, int] = {}  # 1: on the current path, 2: done
-    circles = []
+    found = []
 
     def visit(m: str, path: list[str]) -> None:
         state[m] = 1
         for t in sorted(edges.get(m, ())):
             if t == "rock_vec":
-                continue  # the package's top only re-exports, lazily
+                continue
             if state.get(t) == 1:
-                circles.append(" -> ".join(path[path.index(t):] + [t]) if t in path else f"{m} -> {t}")
+                found.append(" -> ".join(path[path.index(t):] + [t]))
             elif t not in state:
                 visit(t, path + [t])
         state[m] = 2
@@ -116,14 +117,25 @@ def test_no_modules_import_each_other_in_a_circle():
     for m in sorted(edges):
         if m not in state:
             visit(m, [m])
+    return found
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    circles = circles_in(graph())
     assert not circles, "import circles:\n" + "\n".join(circles)
 
 
 def test_the_checker_sees_an_upward_import_and_a_circle(tmp_path):
-    """The rules above are not vacuous: an engine module importing a face is upward."""
+    """The rules above are not vacuous: an engine module importing a face is
+    upward, imports are read from the source, and a circle is found."""
     assert layer_of("rock_vec.engine.pool") < layer_of("rock_vec.vector_env")
     assert layer_of("rock_vec.segment.layout") < layer_of("rock_vec.observe.watch")
     fake = tmp_path / "pool.py"
     fake.write_text("from ..vector_env import AsyncVectorEnv\nfrom . import split\n")
     found = imports_of("rock_vec.engine.pool", fake, modules())
     assert found == {"rock_vec.vector_env", "rock_vec.engine.split"}
+    circle = {"rock_vec.segment.layout": {"rock_vec.worker.frames"},
+              "rock_vec.worker.frames": {"rock_vec.observe.monitor"},
+              "rock_vec.observe.monitor": {"rock_vec.segment.layout"}}
+    assert circles_in(circle) == ["rock_vec.observe.monitor -> rock_vec.segment.layout -> rock_vec.worker.frames "
+                                  "-> rock_vec.observe.monitor"]

@@ -1,4 +1,4 @@
-"""Watching a running pool from outside (``rock_vec.monitor``, ``rock-vec top``):
+"""Watching a running pool from outside (``rock_vec.observe.monitor``, ``rock-vec top``):
 read-only, and the counters are the pool's true counts."""
 
 import os

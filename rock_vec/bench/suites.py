@@ -834,7 +834,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("train", "training loops, a policy forward (CPU torch, 1 thread) between steps: CleanRL's PPO MLP on "
                    "CartPole-v1 x8 (target >= 1.0x SyncVectorEnv, same results); a Nature CNN on (84,84,4) frames "
                    "x16 whose cost is about the step's, overlapped in halves (target >= 1.4x SyncVectorEnv); then "
-                   "the learner gap sweep and a CleanRL-style PPO loop (rock_vec.train_loops)",
+                   "the learner gap sweep and a CleanRL-style PPO loop (rock_vec.bench.train_loops)",
           (Group("cartpole", 8, ("rock_vec", "gym_sync", "gym_async"), peer="gym_sync", policy="mlp",
                  targets={"rock_vec": 1.0}),
            Group("cnn_step", 16, ("rock_vec_overlap", "rock_vec", "gym_sync"), batch_size=8, peer="gym_sync",

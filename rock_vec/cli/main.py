@@ -554,7 +554,7 @@ def _bench(args) -> int:
 
 
 def _train_loops(repeats: int, seconds: float, progress) -> dict:
-    """The train suite's loops with a learner between steps (``rock_vec.train_loops``):
+    """The train suite's loops with a learner between steps (``rock_vec.bench.train_loops``):
     {"gap_sweep": rows, "ppo": rows, "tables": [text, ...]}. Each sweep
     point measures for half of ``seconds``; the PPO loop runs 8 iterations
     (fewer for runs under a second)."""
@@ -645,7 +645,7 @@ def _ps() -> int:
 
 
 def _counters_of(entry: dict) -> dict:
-    """Each worker's counters (``rock_vec.monitor``), or {} when the pool cannot be read."""
+    """Each worker's counters (``rock_vec.observe.monitor``), or {} when the pool cannot be read."""
     from ..observe import monitor
 
     snap = monitor.read(entry)

@@ -30,7 +30,7 @@ class PoolOptions:
 
     Attributes:
         envs_per_worker, num_workers: the worker layout (default: chosen
-            from the measured step cost, see ``rock_vec.split``).
+            from the measured step cost, see ``rock_vec.engine.split``).
         learner_envs: envs stepped in the learner's process (None: chosen;
             0: every env in a worker process).
         wait_policy: 'auto', 'spin' or 'block'.
@@ -50,7 +50,7 @@ class PoolOptions:
             ("512m"; None: none).
         placement: "numa" pins each worker to whole cores of one NUMA node,
             its memory bound there, the learner's first core kept free
-            (``rock_vec.backends.placement``); None: the OS places them.
+            (``rock_vec.placement.plan``); None: the OS places them.
         gpu: the learner's GPU (index, UUID or PCI bus id): workers go to
             its NUMA node (placement "numa" by default), and containers get
             it as a device.
@@ -60,7 +60,7 @@ class PoolOptions:
             placement "numa" plans within them). None: every CPU this
             process may run on.
         array_backend: 'numpy', 'torch' or 'jax': the arrays results come
-            back as (``rock_vec.arrays``; torch and JAX through DLPack, no
+            back as (``rock_vec.engine.arrays``; torch and JAX through DLPack, no
             copy added).
         device: where results go: None or 'cpu' (the GPU path is not built).
 

@@ -47,7 +47,7 @@ SILENT_NS = 2_000_000_000  # a worker whose heartbeat is older is frozen (a paus
 # has nothing else to do while it waits: up to a millisecond spares it a
 # wake whenever its workers come back late (a halted vCPU resuming).
 LEARNER_SPIN_NS = 1_000_000
-WORKER_SPIN_NS = 200_000  # a dozing worker's spin past the command's earliest expected time (rock_vec.rhythm)
+WORKER_SPIN_NS = 200_000  # a dozing worker's spin past the command's earliest expected time (rock_vec.worker.rhythm)
 
 LOCAL = -1  # the host id of the envs the learner steps itself
 
@@ -99,7 +99,7 @@ def spin_budgets(policy: str, num_workers: int, cpus: int) -> tuple[int, int]:
     'auto' never lets spinners outnumber CPUs. While the learner waits for a
     batch it spins only if the workers and itself each have a CPU; otherwise
     it sleeps, and its CPU is free, so workers may still spin for the next
-    command, as their rhythm plans it (``rock_vec.rhythm``), when there are
+    command, as their rhythm plans it (``rock_vec.worker.rhythm``), when there are
     no more workers than CPUs. Every spinner yields its CPU to a thread that
     wants it."""
     if policy == "block":
@@ -145,7 +145,7 @@ class Pool:
         obs_space, act_space: the single-env spaces.
         num_envs: pool size.
         split: which envs the learner steps and how many workers step the
-            rest (``rock_vec.split``).
+            rest (``rock_vec.engine.split``).
         autoreset_mode: a gymnasium ``AutoresetMode`` value string.
         options: ``PoolOptions`` (wait policy, failures, sizes, backend).
         codec_bytes: bytes per env for each observation leaf with no fixed layout.
@@ -198,7 +198,7 @@ class Pool:
             "learner_envs": split.learner_envs,
             "autoreset_mode": autoreset_mode,
             "worker_spin_ns": self.worker_spin_ns,
-            "worker_dozes": options.wait_policy == "auto",  # see rock_vec.rhythm
+            "worker_dozes": options.wait_policy == "auto",  # see rock_vec.worker.rhythm
             "batch_size": self.batch_size,
             "codec_bytes": codec_bytes,
             "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],
@@ -463,7 +463,7 @@ class Pool:
         counts[1] += ns
 
     def listing(self) -> dict:
-        """What ``rock-vec ps`` shows of this pool (``rock_vec.registry``)."""
+        """What ``rock-vec ps`` shows of this pool (``rock_vec.segment.registry``)."""
         return {
             "pool": self.id, "learner_pid": os.getpid(), "segment_fd": self.seg.fd,  # monitors attach through it
             "backend": self.backend.name, "num_envs": self.num_envs,
@@ -498,9 +498,8 @@ class Pool:
         for w in failed:
             try:
                 reports.append(codec.decode(mailbox[w, : self.seg.slot(w).reply_len]))
-            except codec.CodecError as exc:
-                reports.append({"type": "CodecError", "module": "rock_vec.codec", "args": [str(exc)],
-                                "message": str(exc), "traceback": "", "context": f"in worker {w}"})
+            except codec.CodecError as exc:  # the worker's reply itself is garbage: the codec's refusal is the error
+                reports.append(errors.encode_exception(exc, f"in worker {w}, whose error report does not decode"))
         exc = errors.restore_exception(reports[0])
         if len(reports) > 1:
             others = "; ".join(f"{r.get('module')}.{r.get('type')} {r.get('context')}"

@@ -44,7 +44,7 @@ def _spec_of(env_id: str, env_kwargs: dict, num_envs: int) -> tuple[dict, list |
 
 
 def _choose_split(num_envs: int, options: PoolOptions, max_concurrency: int | None) -> Split:
-    """Where the envs step (``rock_vec.split``), given the options."""
+    """Where the envs step (``rock_vec.engine.split``), given the options."""
     cpus = usable_cpus(options)
     layout = dict(envs_per_worker=options.envs_per_worker, num_workers=options.num_workers,
                   max_concurrency=max_concurrency)

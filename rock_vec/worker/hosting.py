@@ -3,7 +3,7 @@ exactly as SyncVectorEnv does, and write their results into the segment.
 
 An ``EnvHost`` serves envs ``lo..hi-1``. The worker program runs one behind
 its slot (``rock_vec.worker``); the learner runs one for the envs it steps
-in its own process (``learner_envs``, see ``rock_vec.split``). Either way
+in its own process (``learner_envs``, see ``rock_vec.engine.split``). Either way
 the results land in the same rows of the same arrays, so the learner reads
 every env alike.
 """

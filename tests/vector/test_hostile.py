@@ -123,3 +123,18 @@ def test_a_slow_step_is_not_taken_for_a_frozen_worker():
         assert obs.shape == (2, 2)
     finally:
         envs.close()
+
+
+def test_an_error_report_that_does_not_decode_raises_the_codecs_refusal_naming_the_worker():
+    """A worker that says it failed but leaves garbage for its report gives
+    the codec's own CodecError (not a generic one), naming the worker."""
+    envs = rock_vec.make_vec("CartPole-v1", 4, num_workers=2, learner_envs=0)
+    try:
+        pool = envs._io.pool
+        pool.arrays["mailbox"][1, :16] = 0xFF
+        pool.seg.slot(1).reply_len = 16
+        error = pool._worker_exception([1])
+        assert type(error) is CodecError
+        assert any("in worker 1, whose error report does not decode" in note for note in error.__notes__)
+    finally:
+        envs.close()

@@ -1,4 +1,4 @@
-"""A worker's rhythm (rock_vec.rhythm): the plan of each wait from the
+"""A worker's rhythm (rock_vec.worker.rhythm): the plan of each wait from the
 learner's measured gaps, and what it buys in a real pool: a learner that
 comes back on a steady rhythm finds its worker awake, without paying a wake."""
 

@@ -1,4 +1,4 @@
-"""The learner's own share of the envs (rock_vec.split): chosen by default,
+"""The learner's own share of the envs (rock_vec.engine.split): chosen by default,
 visible, off with learner_envs=0, and indistinguishable from envs in
 workers in everything but the process they run in."""
 
