@@ -88,7 +88,7 @@ class PoolCreator:
         from . import vector_env
 
         # In the EnvRunner's actor the pool sizes itself to Ray's grant and
-        # keeps the actor's torch off its workers (rock_vec.engine.pool.usable_cpus).
+        # keeps the actor's torch off its workers (rock_vec.placement.cpus).
         if isinstance(self.env, str):
             return vector_env.make_vec(self.env, num_envs=num_envs, **self.options, **config)
         return vector_env.AsyncVectorEnv([_Bound(self.env, config)] * num_envs, **self.options)

@@ -1,4 +1,4 @@
-"""A learner program for tests/test_lifetimes.py, run as a subprocess.
+"""A learner program for tests/engine/test_lifetimes.py, run as a subprocess.
 
 Prints one JSON line with its pool's pids, then behaves as `mode` says.
 """

@@ -186,7 +186,7 @@ def _sb3_dummy(wl: Workload, num_envs: int, layout: int | None, batch_size: int 
 
 def _rock_vec_oversub(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
     """More worker processes than CPUs: ``OVERSUBSCRIBED`` x the usable CPUs (at most one per env)."""
-    from ..engine.pool import usable_cpus
+    from ..placement.cpus import usable_cpus
 
     workers = min(num_envs, OVERSUBSCRIBED * usable_cpus())
     return make_vec(wl.env_id, num_envs, num_workers=workers, learner_envs=0, **wl.kwargs)
@@ -206,7 +206,7 @@ def _puffer_env(wl: Workload, buf=None):
 
 def puffer_workers(num_envs: int) -> int:
     """PufferLib's own layout: one worker process per core (the most that divide num_envs)."""
-    from ..engine.pool import usable_cpus
+    from ..placement.cpus import usable_cpus
 
     return max(w for w in range(1, min(num_envs, usable_cpus()) + 1) if num_envs % w == 0)
 

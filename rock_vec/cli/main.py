@@ -246,7 +246,7 @@ def machine_line(extra: Sequence[str] = ()) -> str:
     import numpy
 
     from .._version import __version__
-    from ..engine.pool import usable_cpus
+    from ..placement.cpus import usable_cpus
 
     parts = [f"rock_vec {__version__}", f"{usable_cpus()} usable CPUs", f"python {platform.python_version()}",
              f"gymnasium {gymnasium.__version__}", f"numpy {numpy.__version__}"]

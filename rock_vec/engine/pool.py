@@ -26,17 +26,18 @@ import weakref
 import cloudpickle
 import numpy as np
 
-from ..segment import codec, registry
 from .. import errors
-from ..worker import main_module
 from .._core import ffi, lib
-from ..segment.actions import action_leaves, plan_action_arrays
-from .batches import AsyncBatches, ring_capacity, ring_geometry
-from ..worker.hosting import EnvHost, EnvSource, make_source
 from ..backends import backend_for
+from ..placement.cpus import ray_granted_cpus, usable_cpus
+from ..segment import codec, registry
+from ..segment.actions import action_leaves, plan_action_arrays
 from ..segment.layout import Arena, leaves_of, plan_arrays, plan_async_arrays
-from .options import PoolOptions
 from ..segment.mapping import Segment
+from ..worker import main_module
+from ..worker.hosting import EnvHost, EnvSource, make_source
+from .batches import AsyncBatches, ring_capacity, ring_geometry
+from .options import PoolOptions
 from .split import Split
 from .split import ranges as split_ranges
 
@@ -50,29 +51,6 @@ LEARNER_SPIN_NS = 1_000_000
 WORKER_SPIN_NS = 200_000  # a dozing worker's spin past the command's earliest expected time (rock_vec.worker.rhythm)
 
 LOCAL = -1  # the host id of the envs the learner steps itself
-
-
-def usable_cpus(options: PoolOptions | None = None) -> int:
-    """How many CPUs a pool may use: its ``cpus`` option, else, inside a Ray
-    actor or task, the CPUs Ray granted it, else those this process may run on."""
-    if options is not None and options.cpus is not None:
-        return options.cpus if isinstance(options.cpus, int) else len(options.cpus)
-    mine = len(os.sched_getaffinity(0))
-    return min(granted, mine) if (granted := ray_granted_cpus()) else mine
-
-
-def ray_granted_cpus() -> int | None:
-    """The CPUs Ray granted this process's actor or task (at least 1), or
-    None outside one (a driver, no Ray). Ray reserves CPUs but pins none: a
-    2-CPU actor on a 64-CPU node may run anywhere, yet owns two."""
-    ray = sys.modules.get("ray")  # an actor has imported it; a pool elsewhere must not import it
-    if ray is None or not ray.is_initialized():
-        return None
-    try:
-        granted = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    except AssertionError:  # Ray's answer in a driver: only workers have assigned resources
-        return None
-    return max(1, round(granted)) if granted else None
 
 
 def keep_torch_off_workers(num_workers: int, cpus: int) -> None:
@@ -172,7 +150,7 @@ class Pool:
         self.host_of = np.repeat(np.arange(LOCAL, num_workers), sizes)  # env -> host (LOCAL: the learner)
         self.hosts = ([LOCAL] if split.learner_envs else []) + list(range(num_workers))
         self.on_worker_failure, self.max_restarts = options.on_worker_failure, options.max_restarts
-        self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers, usable_cpus(options))
+        self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers, usable_cpus(options.cpus))
         self.placement = None
         if options.placement == "numa" or options.gpu is not None:
             from ..placement import plan as placement, topology
@@ -275,7 +253,7 @@ class Pool:
             self.close(grace=0.0)
             raise
         if ray_granted_cpus():  # a pool inside a Ray actor: Ray chose torch's threads, the workers need CPUs
-            keep_torch_off_workers(num_workers, usable_cpus(options))
+            keep_torch_off_workers(num_workers, usable_cpus(options.cpus))
 
     # ---- the protocol ----
 

@@ -26,7 +26,8 @@ from ..segment.actions import Actions
 from ..worker.hosting import env_spec
 from ..segment.layout import LeafIO
 from .options import PoolOptions
-from .pool import Pool, usable_cpus
+from ..placement.cpus import usable_cpus
+from .pool import Pool
 from .split import Split
 
 
@@ -45,7 +46,7 @@ def _spec_of(env_id: str, env_kwargs: dict, num_envs: int) -> tuple[dict, list |
 
 def _choose_split(num_envs: int, options: PoolOptions, max_concurrency: int | None) -> Split:
     """Where the envs step (``rock_vec.engine.split``), given the options."""
-    cpus = usable_cpus(options)
+    cpus = usable_cpus(options.cpus)
     layout = dict(envs_per_worker=options.envs_per_worker, num_workers=options.num_workers,
                   max_concurrency=max_concurrency)
     if options.learner_envs is None and options.backend_name == "docker":

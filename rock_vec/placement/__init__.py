@@ -1,4 +1,4 @@
-"""Where workers run: the machine's NUMA nodes, CPUs and GPUs (``topology``)
-and each worker's share of them (``plan``). Below the worker program, which
-applies its own placement.
+"""Where workers run: the machine's NUMA nodes, CPUs and GPUs (``topology``),
+each worker's share of them (``plan``) and how many CPUs a pool may count on
+(``cpus``). Below the worker program, which applies its own placement.
 """

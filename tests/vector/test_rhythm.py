@@ -9,6 +9,7 @@ import pytest
 
 import rock_vec
 from rock_vec.engine import pool
+from rock_vec.placement.cpus import usable_cpus
 from rock_vec.worker import rhythm
 from rock_vec.worker.rhythm import MARGIN_NS, WARMUP, WINDOW, Rhythm
 from sample_envs import SpaceEnv
@@ -155,7 +156,7 @@ def _wakes_in_rhythm(policy: str, gap_ns: int, steps: int) -> tuple[int, int]:
 
 
 def test_a_learner_on_a_steady_rhythm_finds_its_worker_awake():
-    if pool.spin_budgets("auto", 1, pool.usable_cpus())[1] == 0:
+    if pool.spin_budgets("auto", 1, usable_cpus())[1] == 0:
         pytest.skip("this machine has no CPU for a worker to spin on")
     steps, woken = _wakes_in_rhythm("auto", 1_000_000, 300)
     blocking_steps, blocking_woken = _wakes_in_rhythm("block", 1_000_000, 100)

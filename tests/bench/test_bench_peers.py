@@ -33,10 +33,10 @@ def test_peer_groups_hold_every_runner_each_workload_can_run():
 
 
 def test_pufferlib_is_measured_in_its_own_layout_and_in_one_worker(monkeypatch):
-    monkeypatch.setattr("rock_vec.engine.pool.usable_cpus", lambda options=None: 4)
+    monkeypatch.setattr("rock_vec.placement.cpus.usable_cpus", lambda cpus=None: 4)
     assert bench.puffer_workers(16) == 4 and bench.puffer_workers(6) == 3 and bench.puffer_workers(2) == 2
     assert bench.puffer_layouts(16) == (None, 16)
-    monkeypatch.setattr("rock_vec.engine.pool.usable_cpus", lambda options=None: 1)
+    monkeypatch.setattr("rock_vec.placement.cpus.usable_cpus", lambda cpus=None: 1)
     assert bench.puffer_workers(16) == 1 and bench.puffer_layouts(16) == (None,)
 
 

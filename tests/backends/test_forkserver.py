@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-LEARNER = Path(__file__).with_name("lifetime_learner.py")
+LEARNER = Path(__file__).resolve().parents[1] / "lifetime_learner.py"
 
 
 def test_a_rock_vec_folder_in_the_working_directory_does_not_shadow_the_installed_one(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PROBE = Path(__file__).with_name("memory_probe.py")
+PROBE = Path(__file__).resolve().parents[1] / "memory_probe.py"
 
 
 def probe(*args):

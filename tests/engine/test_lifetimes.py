@@ -17,7 +17,7 @@ import pytest
 
 from rock_vec.segment.mapping import NAME_PREFIX, SHM_DIR
 
-LEARNER = Path(__file__).with_name("lifetime_learner.py")
+LEARNER = Path(__file__).resolve().parents[1] / "lifetime_learner.py"
 
 
 def start(mode, context=None):

@@ -24,7 +24,7 @@ from gymnasium import spaces
 import rock_vec
 from rock_vec._core import ffi, lib
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "shm" / "FORMAT.md"
 LAYOUT_H = ROOT / "shm" / "rv_layout.h"
 STRUCTS = ("rv_header_t", "rv_worker_slot_t")
