@@ -19,7 +19,6 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from . import errors
-from ._core import lib
 from .infos import batch_infos
 
 
@@ -47,14 +46,9 @@ class EnvPoolAPI:
         self._assert_idle("async_reset")
         seeds = self._seed_list(seed)
         options = self._arrays.inputs(options)
-        pool = self._pool
-        requests = {}
-        for h in pool.hosts:
-            lo, hi = pool.range_of(h)
-            requests[h] = {"mask": None, "rows": True, "seeds": seeds[lo:hi], "options": [options] * (hi - lo)}
-        pool.quiesce()
+        self._pool.quiesce()
         self._batches.restart()
-        pool.dispatch(lib.RV_CMD_RESET, pool.hosts, requests, collect=False, what="reset options")
+        self._io.start_reset(seeds, [options] * self.num_envs, into_rows=True)
         self._batches.started_all()
 
     def send(self, actions, env_id=None) -> None:

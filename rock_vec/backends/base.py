@@ -14,6 +14,7 @@ import sys
 from typing import Protocol
 
 from .._core import lib
+from ..segment import protocol
 
 
 class Backend(Protocol):
@@ -59,8 +60,8 @@ def record_exit(seg, index: int, status_code: int) -> None:
     it was not asked to close (``status_code`` as Popen.returncode gives it)."""
     slot = seg.slot(index)
     slot.exit_code, slot.exit_signal = max(status_code, 0), max(-status_code, 0)
-    closed = status_code == 0 and slot.cmd == lib.RV_CMD_CLOSE and slot.done_seq == slot.cmd_seq
-    slot.state = lib.RV_WORKER_EXITED if closed else lib.RV_WORKER_DEAD
+    closed = status_code == 0 and slot.cmd == protocol.CMD_CLOSE and slot.done_seq == slot.cmd_seq
+    slot.state = protocol.WORKER_EXITED if closed else protocol.WORKER_DEAD
     if not closed and not seg.header.closing:
         lib.rv_report_fault(seg.header)
 

@@ -20,6 +20,7 @@ import numpy as np
 from ..segment import codec
 from .. import errors
 from .._core import ffi, lib
+from .split import LOCAL
 
 
 def ring_geometry(num_envs: int, batch_size: int) -> tuple[int, int]:
@@ -65,7 +66,7 @@ class AsyncBatches:
         self.in_flight += len(env_ids)
         workers = self.pool.host_of[env_ids]
         if self.pool.local is not None:
-            mine = workers < 0
+            mine = workers == LOCAL
             if mine.any():
                 self.local_queue.extend(env_ids[mine].tolist())
                 env_ids, workers = env_ids[~mine], workers[~mine]

@@ -30,7 +30,7 @@ from .. import errors
 from .._core import ffi, lib
 from ..backends import backend_for
 from ..placement.cpus import ray_granted_cpus, usable_cpus
-from ..segment import codec, registry
+from ..segment import codec, protocol, registry
 from ..segment.actions import action_leaves, plan_action_arrays
 from ..segment.layout import Arena, leaves_of, plan_arrays, plan_async_arrays
 from ..segment.mapping import Segment
@@ -38,19 +38,15 @@ from ..worker import main_module
 from ..worker.hosting import EnvHost, EnvSource, make_source
 from .batches import AsyncBatches, ring_capacity, ring_geometry
 from .options import PoolOptions
-from .split import Split
+from .split import LOCAL, Split
 from .split import ranges as split_ranges
 
 WAIT_SLICE_NS = 100_000_000  # how often a waiting learner checks its backend (a dead fork server)
-HEARTBEAT_NS = 100_000_000
-SILENT_NS = 2_000_000_000  # a worker whose heartbeat is older is frozen (a paused container): killed, reported
 # The learner spins only on a CPU of its own (see spin_budgets), where it
 # has nothing else to do while it waits: up to a millisecond spares it a
 # wake whenever its workers come back late (a halted vCPU resuming).
 LEARNER_SPIN_NS = 1_000_000
 WORKER_SPIN_NS = 200_000  # a dozing worker's spin past the command's earliest expected time (rock_vec.worker.rhythm)
-
-LOCAL = -1  # the host id of the envs the learner steps itself
 
 
 def keep_torch_off_workers(num_workers: int, cpus: int) -> None:
@@ -97,7 +93,7 @@ def _shutdown(seg: Segment, heartbeat, backend, grace: float, num_workers: int, 
     try:
         seg.header.closing = 1
         lib.rv_dispatch(seg.slots, ffi.new("uint32_t[]", list(range(num_workers))), num_workers,
-                        lib.RV_CMD_CLOSE, 0)
+                        protocol.CMD_CLOSE, 0)
         if local is not None:
             try:
                 local.close()
@@ -147,7 +143,7 @@ class Pool:
         self.ranges = split_ranges(split)  # the workers'
         self.local_range = (0, split.learner_envs)
         sizes = [split.learner_envs] + [hi - lo for lo, hi in self.ranges]
-        self.host_of = np.repeat(np.arange(LOCAL, num_workers), sizes)  # env -> host (LOCAL: the learner)
+        self.host_of = np.repeat([LOCAL, *range(num_workers)], sizes)  # env -> host (LOCAL: the learner)
         self.hosts = ([LOCAL] if split.learner_envs else []) + list(range(num_workers))
         self.on_worker_failure, self.max_restarts = options.on_worker_failure, options.max_restarts
         self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers, usable_cpus(options.cpus))
@@ -207,7 +203,7 @@ class Pool:
         self.arrays["spec"][: len(blob)] = np.frombuffer(blob, np.uint8)
         AsyncBatches.init_rings(self.arrays, capacity)
         self._heartbeat = lib.rv_heartbeat_start(ffi.addressof(self.seg.header, "learner_heartbeat_ns"),
-                                                 HEARTBEAT_NS)
+                                                 protocol.HEARTBEAT_NS)
         self.backend = backend_for(options, self.id, self.placement)
         self.local = None
         if split.learner_envs:
@@ -309,17 +305,17 @@ class Pool:
         (cmd, request), self._local_op = self._local_op, None
         host, self._local_reply = self.local, None
         try:
-            if cmd == lib.RV_CMD_STEP:
+            if cmd == protocol.CMD_STEP:
                 started = time.perf_counter_ns()
                 self.count_local(host.step(), time.perf_counter_ns() - started)
-            elif cmd == lib.RV_CMD_RESET:
+            elif cmd == protocol.CMD_RESET:
                 host.reset(request)
-            elif cmd == lib.RV_CMD_CALL:
+            elif cmd == protocol.CMD_CALL:
                 results = host.call(request)
                 if results:  # through the codec, as a worker's: an env's results follow one rule wherever it runs
                     self._local_reply = codec.encode(
                         results, what=f"the results of {request['op']}({request['name']!r}) per env")
-            elif cmd == lib.RV_CMD_CLOSE:
+            elif cmd == protocol.CMD_CLOSE:
                 host.close()
         except Exception as exc:
             where = f"in env {host.env_index}" if host.env_index is not None else "in the learner's share"
@@ -385,7 +381,7 @@ class Pool:
             raise local_error
         if self.seg.header.error_count != self._errors_seen:  # one word, not one per worker
             self._errors_seen = self.seg.header.error_count
-            failed = [w for w in self._collected if w != LOCAL and self.seg.slot(w).status == lib.RV_STATUS_ERROR]
+            failed = [w for w in self._collected if w != LOCAL and self.seg.slot(w).status == protocol.STATUS_ERROR]
             if failed:
                 raise self._worker_exception(failed)
         if restarted and what != "step_wait":
@@ -399,8 +395,8 @@ class Pool:
         for w in self._all:
             slot = self.seg.slot(w)
             beat = slot.heartbeat_ns
-            if (w not in self._silenced and beat and now - beat > SILENT_NS
-                    and slot.state in (lib.RV_WORKER_STARTING, lib.RV_WORKER_READY)):
+            if (w not in self._silenced and beat and now - beat > protocol.WORKER_SILENT_NS
+                    and slot.state in (protocol.WORKER_STARTING, protocol.WORKER_READY)):
                 self._silenced[w] = (now - beat) / 1e9
                 silent.append(w)
         if silent:
@@ -414,7 +410,7 @@ class Pool:
             return True  # the header itself was overwritten: the wait cannot end well
         for w in self._all:
             slot = self.seg.slot(w)
-            if slot.state == lib.RV_WORKER_DEAD or slot.state == lib.RV_WORKER_STARTING or slot.done_seq != slot.cmd_seq:
+            if slot.state == protocol.WORKER_DEAD or slot.state == protocol.WORKER_STARTING or slot.done_seq != slot.cmd_seq:
                 return False
         return True
 
@@ -510,7 +506,7 @@ class Pool:
 
     def _on_fault(self, what: str, on_death=None) -> list[int]:
         """Handles workers the fork server found dead; returns restarted ones."""
-        dead = [w for w in range(self.num_workers) if self.seg.slot(w).state == lib.RV_WORKER_DEAD]
+        dead = [w for w in range(self.num_workers) if self.seg.slot(w).state == protocol.WORKER_DEAD]
         if not dead:
             return []
         for w in dead:
@@ -527,8 +523,8 @@ class Pool:
             if slot.done_seq == slot.cmd_seq:  # it owed nothing: its startup is one more completion
                 self._target = (self._target + 1) & 0xFFFFFFFF
             slot.restarts += 1
-            slot.status = lib.RV_STATUS_OK
-            slot.state = lib.RV_WORKER_STARTING
+            slot.status = protocol.STATUS_OK
+            slot.state = protocol.WORKER_STARTING
             slot.done_seq = slot.cmd_seq
             slot.heartbeat_ns = 0  # the replacement beats anew
             self._silenced.pop(w, None)

@@ -19,7 +19,7 @@ from gymnasium.spaces import Space
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_differing_spaces, batch_space
 
-from ..segment import codec
+from ..segment import codec, protocol
 from . import split
 from .._core import lib
 from ..segment.actions import Actions
@@ -163,24 +163,27 @@ class PoolSession:
         """Checks and writes ``actions`` (a batch; ``per_env``: one action per
         env, SB3's form) and starts a step of every env (see ``Actions.check``)."""
         self.actions.write(self.actions.check(actions, self.num_envs, per_env))
-        self.pool.dispatch(lib.RV_CMD_STEP)
+        self.pool.dispatch(protocol.CMD_STEP)
 
-    def start_reset(self, seeds: list, options: list, mask: np.ndarray | None) -> None:
+    def start_reset(self, seeds: list, options: list, mask: np.ndarray | None = None, *,
+                    into_rows: bool = False) -> None:
         """Starts a reset of the envs in ``mask`` (all when None), each with
-        its own seed and options."""
+        its own seed and options. ``into_rows`` (EnvPool's ``async_reset``):
+        each env's first observation comes back as a row of the async arrays,
+        in finishing order, and only ``Pool.quiesce`` waits for the workers."""
         pool = self.pool
         hosts = pool.hosts if mask is None else pool.hosts_of(mask)
         requests = {}
         for h in hosts:
             lo, hi = pool.range_of(h)
             requests[h] = {"seeds": seeds[lo:hi], "options": options[lo:hi],
-                           "mask": None if mask is None else mask[lo:hi].tolist()}
-        pool.dispatch(lib.RV_CMD_RESET, hosts, requests, what="reset options")
+                           "mask": None if mask is None else mask[lo:hi].tolist(), "rows": into_rows}
+        pool.dispatch(protocol.CMD_RESET, hosts, requests, collect=not into_rows, what="reset options")
 
     def start_call(self, name: str, args: tuple, kwargs: dict) -> None:
         """Starts ``name(*args, **kwargs)`` (or a read of attribute ``name``) on every env."""
         request = {"op": "call", "name": name, "args": args, "kwargs": kwargs}
-        self.pool.dispatch(lib.RV_CMD_CALL, self.pool.hosts, {h: request for h in self.pool.hosts},
+        self.pool.dispatch(protocol.CMD_CALL, self.pool.hosts, {h: request for h in self.pool.hosts},
                            what=f"arguments of `{name}`")
 
     def call_results(self) -> tuple:
@@ -207,7 +210,7 @@ class PoolSession:
             h: {"op": op, "name": name, "args": args, "kwargs": kwargs or {}, "envs": [indices[k] for k in ks],
                 "values": None if values is None else [values[k] for k in ks]}
             for h, ks in per_host.items()}
-        self.pool.dispatch(lib.RV_CMD_CALL, sorted(requests), requests, what=f"arguments of `{name}`")
+        self.pool.dispatch(protocol.CMD_CALL, sorted(requests), requests, what=f"arguments of `{name}`")
         self.pool.collect(None, op)
         results: list = [None] * len(indices)
         for h, reply in zip(sorted(requests), self.pool.replies()):

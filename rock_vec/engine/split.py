@@ -29,6 +29,10 @@ import dataclasses
 
 import numpy as np
 
+#: The host id of the learner's share: envs the learner steps itself. Worker
+#: indices are 0.. , so it is no worker's.
+LOCAL = -1
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._core import lib
 from ..segment import registry
+from ..segment.layout import read_text
 from ..segment.mapping import Segment
 
 STATES = {0: "starting", 1: "ready", 2: "exited", 3: "dead"}
@@ -109,7 +110,7 @@ class PoolMonitor:
                 busy_ns=int(slot.busy_ns), heartbeat_age_s=max(0, now - beat) / 1e9 if beat else float("nan"),
                 restarts=int(slot.restarts), exit_code=int(slot.exit_code), exit_signal=int(slot.exit_signal),
                 errors=int(a["m.errors"][w]),
-                last_error=a["m.last_error"][w].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")))
+                last_error=read_text(a["m.last_error"][w])))
         beat = seg.header.learner_heartbeat_ns
         return Snapshot(now, tuple(workers), a["m.episodes"].copy(), a["m.last_return"].copy(),
                         a["m.last_length"].copy(), max(0, now - beat) / 1e9 if beat else float("nan"),

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..segment.layout import FRAME_BYTES, FRAME_OK, FRAME_SLOTS
+from ..segment.layout import FRAME_BYTES, FRAME_OK, FRAME_SLOTS, read_text
 from .monitor import attach_listed
 
 
@@ -75,7 +75,7 @@ class FrameWatcher:
             return f"env {i}: no frame within {timeout:g} s (is the learner stepping the pool?)"
         status = int(self.status[s])
         if status != FRAME_OK:
-            note = self.note[s].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")
+            note = read_text(self.note[s])
             return note or f"env {i}: no frame (status {status})"
         h, w, c = (int(x) for x in self.shape[s])
         if c != 3 or h < 1 or w < 1 or h * w * c > FRAME_BYTES:  # a worker's word, checked before use

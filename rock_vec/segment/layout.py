@@ -60,17 +60,30 @@ def leaves_of(space: spaces.Space, codec_bytes: int, path: tuple = ()) -> list[L
     return [Leaf(path, "codec", "|u1", (codec_bytes,))]
 
 
-#: Bytes of a worker's last error kept for monitors (``m.last_error``).
-LAST_ERROR_BYTES = 240
+#: Bytes of a text slot: a worker's last error (``m.last_error``), or a frame
+#: slot's message when it holds no frame (``w.note``). UTF-8, NUL-padded.
+TEXT_BYTES = 240
 
 #: Frame slots of ``rock-vec watch`` (``w.``): envs one watcher can watch at once.
 FRAME_SLOTS = 16
 #: Bytes of one frame slot (1024 x 682 RGB fits; larger frames are sent subsampled).
 FRAME_BYTES = 2 << 20
-#: Bytes of a frame slot's message when it holds no frame.
-FRAME_NOTE_BYTES = 240
 #: A frame slot's ``w.status``, written by the env's host: a frame, or why there is none.
 FRAME_OK, FRAME_NOT_RGB_ARRAY, FRAME_RENDER_RAISED, FRAME_NOT_AN_IMAGE = 1, 2, 3, 4
+
+
+def write_text(slot: np.ndarray, text: str) -> None:
+    """Writes ``text`` into a text slot: the whole UTF-8 characters that fit
+    before a closing NUL, the rest zeroed."""
+    raw = text.encode("utf-8")[: len(slot) - 1].decode("utf-8", "ignore").encode("utf-8")
+    slot[: len(raw)] = np.frombuffer(raw, np.uint8)
+    slot[len(raw):] = 0
+
+
+def read_text(slot: np.ndarray) -> str:
+    """A text slot's text, up to its first NUL. Its writer is untrusted: bytes
+    that are not UTF-8 are replaced, never raised on."""
+    return slot.tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 class Arena:
@@ -117,14 +130,14 @@ def plan_arrays(arena: Arena, obs_leaves: list[Leaf], num_envs: int, num_workers
     arena.add("m.last_length", "<u8", (num_envs,))
     arena.add("m.learner", "<u8", (2,))  # the learner's share: env steps, ns spent stepping them
     arena.add("m.errors", "<u8", (num_workers,))  # commands that raised, per worker
-    arena.add("m.last_error", "|u1", (num_workers, LAST_ERROR_BYTES))  # the last one, "Type: message" in UTF-8
+    arena.add("m.last_error", "|u1", (num_workers, TEXT_BYTES))  # the last one, "Type: message" in UTF-8
     arena.add("w.generation", "<u4", (1,))  # bumped by a watcher after each request
     arena.add("w.want", "<u4", (FRAME_SLOTS,))  # env index + 1; 0: the slot is free
     arena.add("w.asked", "<u4", (FRAME_SLOTS,))  # requests made in the slot (the watcher's count)
     arena.add("w.done", "<u4", (FRAME_SLOTS,))  # requests answered (the host's count)
     arena.add("w.status", "<u4", (FRAME_SLOTS,))
     arena.add("w.shape", "<u4", (FRAME_SLOTS, 3))
-    arena.add("w.note", "|u1", (FRAME_SLOTS, FRAME_NOTE_BYTES))
+    arena.add("w.note", "|u1", (FRAME_SLOTS, TEXT_BYTES))
     arena.add("w.frame", "|u1", (FRAME_SLOTS, FRAME_BYTES))
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..segment.layout import (FRAME_BYTES, FRAME_NOT_AN_IMAGE, FRAME_NOT_RGB_ARRAY, FRAME_NOTE_BYTES, FRAME_OK,
-                              FRAME_RENDER_RAISED, FRAME_SLOTS)
+from ..segment.layout import (FRAME_BYTES, FRAME_NOT_AN_IMAGE, FRAME_NOT_RGB_ARRAY, FRAME_OK,
+                              FRAME_RENDER_RAISED, FRAME_SLOTS, write_text)
 
 
 class FrameServer:
@@ -67,7 +67,5 @@ class FrameServer:
         self.status[s] = FRAME_OK
 
     def _refuse(self, s: int, status: int, note: str) -> None:
-        text = note.encode("utf-8")[: FRAME_NOTE_BYTES - 1]
-        self.note[s, : len(text)] = np.frombuffer(text, np.uint8)
-        self.note[s, len(text)] = 0
+        write_text(self.note[s], note)
         self.status[s] = status

@@ -282,7 +282,7 @@ class EnvHost:
                 self.out.info_len[i] = 0
                 continue
             self.env_index = i
-            if req.get("rows"):
+            if req["rows"]:
                 self.to_row(i, lambda j=j: self._reset_one(j, seeds[j], options[j]))
             else:
                 self.out.write(i, i, self._reset_one(j, seeds[j], options[j]))

@@ -21,23 +21,18 @@ import signal
 import time
 
 import cloudpickle
-import numpy as np
 
-from ..segment import codec
+from ..segment import codec, protocol
 from .. import errors
 from . import main_module
 from .._core import ffi, lib
 from .hosting import EnvHost, EnvSource, load_env_source
-from ..segment.layout import LAST_ERROR_BYTES
+from ..segment.layout import write_text
 from .rhythm import Rhythm
 from ..segment.mapping import Segment
 
-#: A worker leaves when the learner's heartbeat is older than this.
-LEARNER_TIMEOUT_NS = 1_500_000_000
 #: How often a waiting worker looks at the learner's heartbeat.
 POLL_NS = 200_000_000
-#: How often a worker stamps its own heartbeat.
-HEARTBEAT_NS = 100_000_000
 #: How late the kernel may end a worker's timed waits.
 TIMER_SLACK_NS = 1_000
 
@@ -63,7 +58,7 @@ class Worker:
     def serve(self) -> int:
         # A C thread stamps the slot while this worker lives, busy or not: the
         # learner tells a frozen worker (a paused container) from a slow step.
-        beat = lib.rv_heartbeat_start(ffi.addressof(self.slot, "heartbeat_ns"), HEARTBEAT_NS)
+        beat = lib.rv_heartbeat_start(ffi.addressof(self.slot, "heartbeat_ns"), protocol.HEARTBEAT_NS)
         try:
             return self._serve()
         finally:
@@ -77,11 +72,11 @@ class Worker:
         lib.rv_set_timer_slack(TIMER_SLACK_NS)
         seen = ffi.new("rv_wait_seen_t *")
         handlers = {
-            lib.RV_CMD_STEP: (self._step, "during step"),
-            lib.RV_CMD_RESET: (self._reset, "during reset"),
-            lib.RV_CMD_CALL: (self._call, "during call"),
-            lib.RV_CMD_CLOSE: (self._close, "during close"),
-            lib.RV_CMD_DRAIN: (self._drain, "during send"),
+            protocol.CMD_STEP: (self._step, "during step"),
+            protocol.CMD_RESET: (self._reset, "during reset"),
+            protocol.CMD_CALL: (self._call, "during call"),
+            protocol.CMD_CLOSE: (self._close, "during close"),
+            protocol.CMD_DRAIN: (self._drain, "during send"),
         }
         while True:
             idle_since = lib.rv_now_ns()
@@ -102,14 +97,14 @@ class Worker:
             started = time.perf_counter_ns()
             self._finish(seq, self._guard(handler, context), commands)
             self.slot.busy_ns += time.perf_counter_ns() - started
-            if cmd == lib.RV_CMD_CLOSE:
+            if cmd == protocol.CMD_CLOSE:
                 return 0
 
     def _guard(self, handler, context: str) -> tuple[int, int]:
         """Runs a handler; returns (status, reply_len)."""
         self.host.env_index = None
         try:
-            return lib.RV_STATUS_OK, handler() or 0
+            return protocol.STATUS_OK, handler() or 0
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the learner
             i = self.host.env_index
             where = f"in env {i}" if i is not None else "in worker"
@@ -117,15 +112,12 @@ class Worker:
                 exc, f"{where} {context} (worker {self.index}, pid {os.getpid()})"
             )
             self._keep_for_monitors(f"{type(exc).__name__}: {exc} ({where} {context})")
-            return lib.RV_STATUS_ERROR, errors.report_into(report, self.mailbox)
+            return protocol.STATUS_ERROR, errors.report_into(report, self.mailbox)
 
     def _keep_for_monitors(self, text: str) -> None:
         """The last error, whole UTF-8 characters that fit, and the count (last)."""
         a = self.seg.arrays
-        raw = text.encode("utf-8")[: LAST_ERROR_BYTES - 1].decode("utf-8", "ignore").encode("utf-8")
-        row = a["m.last_error"][self.index]
-        row[: len(raw)] = np.frombuffer(raw, np.uint8)
-        row[len(raw):] = 0
+        write_text(a["m.last_error"][self.index], text)
         a["m.errors"][self.index] += 1
 
     def _finish(self, seq: int, outcome: tuple[int, int], commands: int = 1) -> None:
@@ -137,7 +129,7 @@ class Worker:
 
     def _learner_gone(self) -> bool:
         beat = self.header.learner_heartbeat_ns
-        return lib.rv_now_ns() - beat > LEARNER_TIMEOUT_NS
+        return lib.rv_now_ns() - beat > protocol.LEARNER_GONE_NS
 
     def _request(self):
         return cloudpickle.loads(self.mailbox[: self.slot.cmd_len].tobytes())
@@ -158,7 +150,7 @@ class Worker:
         self.host.start()
         if self.slot.restarts:
             self.host.stand_in()
-        self.slot.state = lib.RV_WORKER_READY
+        self.slot.state = protocol.WORKER_READY
         return self._reply({"notice": notice}) if notice else 0
 
     def _step(self) -> int:

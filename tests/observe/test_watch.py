@@ -12,7 +12,7 @@ import pytest
 import rock_vec
 from rock_vec.observe.tiles import grid
 from rock_vec.observe.watch import FrameWatcher
-from rock_vec.segment.layout import FRAME_BYTES, FRAME_NOTE_BYTES, FRAME_OK, FRAME_SLOTS
+from rock_vec.segment.layout import FRAME_BYTES, TEXT_BYTES, FRAME_OK, FRAME_SLOTS
 from rock_vec.worker.frames import FrameServer
 from rock_vec.segment import registry
 from rock_vec.synthetic import SYNTHETIC_MAKE_ID
@@ -172,7 +172,7 @@ def test_frames_larger_than_a_slot_are_subsampled(monkeypatch):
         "w.done": {"shape": (FRAME_SLOTS,), "dtype": np.uint32},
         "w.status": {"shape": (FRAME_SLOTS,), "dtype": np.uint32},
         "w.shape": {"shape": (FRAME_SLOTS, 3), "dtype": np.uint32},
-        "w.note": {"shape": (FRAME_SLOTS, FRAME_NOTE_BYTES), "dtype": np.uint8},
+        "w.note": {"shape": (FRAME_SLOTS, TEXT_BYTES), "dtype": np.uint8},
         "w.frame": {"shape": (FRAME_SLOTS, FRAME_BYTES), "dtype": np.uint8}}.items()}, 0, 1)
 
     class Big:
