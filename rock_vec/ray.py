@@ -75,10 +75,9 @@ class PoolCreator:
         if not (isinstance(env, str) or callable(env)):
             raise ValueError(f"env must be a gymnasium id or an env creator, got {env!r}")
         self.env, self.options = env, {k: v for k, v in options.items() if k != "autoreset_mode"}
-        checked = PoolOptions.of(self.options, "rock_vec.ray.register")  # bad options fail here, not in each EnvRunner
-        if checked.array_backend != "numpy" or checked.device is not None:
-            raise ValueError("RLlib's EnvRunner batches numpy arrays and moves them itself: array_backend and "
-                             "device do not apply to rock_vec.ray.register")
+        # Bad options fail here, not in each EnvRunner.
+        PoolOptions.of(self.options, "rock_vec.ray.register").numpy_only(
+            "rock_vec.ray.register", "RLlib's EnvRunner batches numpy arrays and moves them itself")
 
     def __call__(self, env_config: dict) -> Any:
         config = dict(env_config)

@@ -46,7 +46,7 @@ class RockVecEnv(VecEnv):
     """
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], start_method: str | None = None, **options: Any):
-        pool_options = _numpy_only(PoolOptions.of(dict(options, context=start_method), "RockVecEnv"))
+        pool_options = _numpy_only(PoolOptions.of(dict(options, context=start_method), "RockVecEnv"), "RockVecEnv")
         self._adopt(PoolSession.of_fns(env_fns, pool_options, autoreset_mode=AutoresetMode.SAME_STEP))
 
     @classmethod
@@ -54,7 +54,7 @@ class RockVecEnv(VecEnv):
         """``n_envs`` copies of the registered env ``env_id``; ``options`` are
         rock_vec options and ``gymnasium.make`` kwargs (see ``make_vec``)."""
         pool_options, env_kwargs = PoolOptions.take(options, "RockVecEnv.from_id")
-        _numpy_only(pool_options)
+        _numpy_only(pool_options, "RockVecEnv.from_id")
         self = cls.__new__(cls)
         self._adopt(PoolSession.of_id(env_id, n_envs, env_kwargs, pool_options, AutoresetMode.SAME_STEP))
         return self
@@ -129,17 +129,8 @@ class RockVecEnv(VecEnv):
     def close(self) -> None:
         """Closes every env and reaps every worker; a pending step is waited
         for first (as SubprocVecEnv does). Idempotent."""
-        pool = self._io.pool
-        if pool.closed:
-            return
-        grace = 10.0
-        if self._stepping:
-            try:
-                pool.collect(grace, "step_wait")
-            except Exception:  # its results are dropped; a worker that cannot finish is killed
-                grace = 0.0
-            self._stepping = False
-        pool.close(grace=grace)
+        self._io.pool.close(grace=10.0, finish="step_wait" if self._stepping else None)
+        self._stepping = False
 
     def _assert_open(self) -> None:
         if self._io.pool.closed:
@@ -203,8 +194,5 @@ class RockVecEnv(VecEnv):
         return targets
 
 
-def _numpy_only(options: PoolOptions) -> PoolOptions:
-    if options.array_backend != "numpy" or options.device is not None:
-        raise ValueError("SB3's VecEnv hands numpy arrays to SB3, which moves them to its device itself: "
-                         "array_backend and device apply to make_vec and AsyncVectorEnv")
-    return options
+def _numpy_only(options: PoolOptions, face: str) -> PoolOptions:
+    return options.numpy_only(face, "SB3's VecEnv hands numpy arrays to SB3, which moves them to its device itself")

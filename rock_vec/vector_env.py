@@ -341,16 +341,12 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         """
         if not hasattr(self, "_pool"):
             return
-        grace = 0.0 if terminate else (10.0 if timeout is None else timeout)
+        finish = None
         if self._state != AsyncState.DEFAULT:
             gym.logger.warn(f"Calling `close` while waiting for a pending call to `{self._state.value}` to complete.")
-            if not terminate:
-                try:  # as gymnasium: let the pending call finish (its results and errors are dropped)
-                    self._collect(grace, f"{self._state.value}_wait")
-                except Exception:
-                    grace = 0.0
+            finish = None if terminate else f"{self._state.value}_wait"  # as gymnasium: let it finish first
             self._state = AsyncState.DEFAULT
-        self._pool.close(grace=grace)
+        self._pool.close(grace=0.0 if terminate else (10.0 if timeout is None else timeout), finish=finish)
 
     def __del__(self):
         if not getattr(self, "closed", True) and hasattr(self, "_pool"):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+
 from . import arrays
 
 WAIT_POLICIES = ("auto", "spin", "block")
@@ -16,12 +18,20 @@ CONTEXTS = (None, "fork", "forkserver", "spawn")
 BACKENDS = ("forkserver", "spawn", "docker")
 
 
-def _positive_int(name: str, value: Any, minimum: int = 1, optional: bool = True) -> None:
+def check_int(name: str, value: Any, minimum: int = 1, *, below: tuple[str, int] | None = None,
+              optional: bool = True, why: str = "") -> None:
+    """Raises ValueError naming ``name`` (and ``why`` the bounds are what
+    they are) unless ``value`` is an int (a numpy int too, never a bool) >=
+    ``minimum`` and, given ``below`` (its name and value), under it; None
+    passes when ``optional``."""
     if value is None and optional:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        more = f"an int >= {minimum}" + (" or None" if optional else "")
-        raise ValueError(f"{name} must be {more}, got {value!r}")
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum \
+            and (below is None or value < below[1]):
+        return
+    more = f"an int >= {minimum}" if below is None else f"an int in [{minimum}, {below[0]}={below[1]})"
+    raise ValueError(f"{name} must be {more}" + (" or None" if optional else "") + f", got {value!r}"
+                     + (f": {why}" if why else ""))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -88,19 +98,19 @@ class PoolOptions:
     device: Any = None
 
     def __post_init__(self) -> None:
-        _positive_int("envs_per_worker", self.envs_per_worker)
-        _positive_int("num_workers", self.num_workers)
-        _positive_int("learner_envs", self.learner_envs, minimum=0)
+        check_int("envs_per_worker", self.envs_per_worker)
+        check_int("num_workers", self.num_workers)
+        check_int("learner_envs", self.learner_envs, minimum=0)
         if self.wait_policy not in WAIT_POLICIES:
             raise ValueError(f"wait_policy must be one of {WAIT_POLICIES}, got {self.wait_policy!r}")
         if self.on_worker_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_worker_failure must be one of {FAILURE_POLICIES}, got {self.on_worker_failure!r}")
-        _positive_int("max_restarts", self.max_restarts, minimum=0, optional=False)
-        _positive_int("info_bytes", self.info_bytes, minimum=64, optional=False)
+        check_int("max_restarts", self.max_restarts, minimum=0, optional=False)
+        check_int("info_bytes", self.info_bytes, minimum=64, optional=False)
         if not isinstance(self.start_timeout, (int, float)) or isinstance(self.start_timeout, bool) \
                 or not self.start_timeout > 0:
             raise ValueError(f"start_timeout must be a number of seconds > 0, got {self.start_timeout!r}")
-        _positive_int("batch_size", self.batch_size)
+        check_int("batch_size", self.batch_size)
         if self.context not in CONTEXTS:
             raise ValueError(f"cannot find context for {self.context!r}")  # multiprocessing's words
         if self.backend is not None and self.backend not in BACKENDS:
@@ -123,7 +133,7 @@ class PoolOptions:
                 raise ValueError(f"cpus must be a count or CPU ids (ints >= 0), got {self.cpus!r}")
             object.__setattr__(self, "cpus", ids)
         else:
-            _positive_int("cpus", self.cpus)
+            check_int("cpus", self.cpus)
         arrays.check(self.array_backend, self.device)
         if self.backend is not None and self.context is not None and self.backend != self.backend_name:
             raise ValueError(f"context={self.context!r} asks for the {self.backend_name!r} backend, "
@@ -140,6 +150,17 @@ class PoolOptions:
     def cpu_ids(self) -> tuple[int, ...] | None:
         """The CPU ids given as ``cpus``, or None (a count or nothing given)."""
         return self.cpus if isinstance(self.cpus, tuple) else None
+
+    def numpy_only(self, face: str, why: str) -> "PoolOptions":
+        """These options, unless they ask for tensors or a device, which
+        ``face`` does not hand over (``why``).
+
+        Raises:
+            ValueError: naming ``face`` and ``why``.
+        """
+        if self.array_backend != "numpy" or self.device is not None:
+            raise ValueError(f"{why}: array_backend and device apply to make_vec and AsyncVectorEnv, not to {face}")
+        return self
 
     @classmethod
     def take(cls, kwargs: dict, where: str) -> tuple["PoolOptions", dict]:

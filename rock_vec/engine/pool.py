@@ -536,11 +536,21 @@ class Pool:
 
     # ---- end of life ----
 
-    def close(self, grace: float = 5.0) -> None:
+    def close(self, grace: float = 5.0, finish: str | None = None) -> None:
         """Closes every worker (asking first, killing after ``grace`` seconds),
-        waits until the fork server has reaped them all and unmaps. Idempotent."""
+        waits until the fork server has reaped them all and unmaps. Idempotent.
+
+        ``finish`` names the face's call still pending (``"step_wait"``), as
+        gymnasium's and SB3's close do: the workers get ``grace`` to finish it
+        first, its results and errors dropped; if it cannot finish, they are
+        killed at once."""
         if not self._finalizer.alive:
             return
+        if finish is not None and self.pending:
+            try:
+                self.collect(grace, finish)
+            except Exception:
+                grace = 0.0
         self._finalizer.detach()
         _shutdown(self.seg, self._heartbeat, self.backend, grace, self.num_workers, self.local, self.id)
 

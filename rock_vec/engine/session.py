@@ -25,7 +25,7 @@ from .._core import lib
 from ..segment.actions import Actions
 from ..worker.hosting import env_spec
 from ..segment.layout import LeafIO
-from .options import PoolOptions
+from .options import PoolOptions, check_int
 from ..placement.cpus import usable_cpus
 from .pool import Pool
 from .split import Split
@@ -150,8 +150,7 @@ class PoolSession:
             ValueError: a non-positive num_envs.
             gymnasium.error.Error: an unregistered env_id (gymnasium's own message).
         """
-        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        check_int("num_envs", num_envs, optional=False)
         env_spec(env_id)  # fails fast, with gymnasium's own message, on an unknown id
         spec, env_fns = _spec_of(env_id, env_kwargs, int(num_envs))
         return cls(int(num_envs), lambda: gym.make(env_id, **env_kwargs), spec, env_fns, "same", autoreset_mode,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
+from .options import check_int
 
 #: The host id of the learner's share: envs the learner steps itself. Worker
 #: indices are 0.. , so it is no worker's.
@@ -76,13 +76,9 @@ def choose(num_envs: int, cpus: int, *, envs_per_worker: int | None = None, num_
             non-negative, below ``num_envs``) or a layout that cannot host
             ``num_envs``.
     """
-    for name, value in (("envs_per_worker", envs_per_worker), ("num_workers", num_workers)):
-        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-    if learner_envs is not None and (not isinstance(learner_envs, (int, np.integer)) or isinstance(learner_envs, bool)
-                                     or not 0 <= learner_envs < num_envs):
-        raise ValueError(f"learner_envs must be an int in [0, num_envs={num_envs}) or None, got {learner_envs!r}: "
-                         "at least one env steps in a worker")
+    check_int("envs_per_worker", envs_per_worker)
+    check_int("num_workers", num_workers)
+    check_int("learner_envs", learner_envs, 0, below=("num_envs", num_envs), why="at least one env steps in a worker")
     if envs_per_worker is not None or num_workers is not None or learner_envs is not None:
         local = int(learner_envs or 0)
         remote = num_envs - local

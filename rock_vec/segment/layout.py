@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
@@ -197,6 +197,29 @@ def leaf_values(space: spaces.Space, value: Any) -> list:
     return out
 
 
+class ValueAside(NamedTuple):
+    """A value ``LeafIO.write_exact`` could not lay out at all (its keys or
+    items are not the space's): it travels whole, through the codec."""
+
+    value: Any
+
+
+class LeavesAside(NamedTuple):
+    """What ``LeafIO.write_exact`` left out of the fixed arrays; it travels
+    through the codec.
+
+    Attributes:
+        items: leaf index -> item, for leaves the arrays would give back as
+            another type (a Python int, another dtype).
+        skeleton: the containers, each leaf replaced by its index, when they
+            are not the space's plain dict (in its key order) and tuple (an
+            OrderedDict, a named tuple); None when they are.
+    """
+
+    items: dict
+    skeleton: Any = None
+
+
 class LeafIO:
     """Reads and writes observations of one space through its leaf arrays:
     a worker writes one env's, the learner reads the batch (or one env's
@@ -222,33 +245,25 @@ class LeafIO:
         for k, item in enumerate(leaf_values(self.space, value)):
             self._write_leaf(k, i, item)
 
-    def write_exact(self, i: int, value: Any) -> dict | None:
+    def write_exact(self, i: int, value: Any) -> ValueAside | LeavesAside | None:
         """Writes ``value`` so that ``read_one`` gives it back as the env
         returned it, types included (SAME_STEP final observations, which
         gymnasium hands over untouched). Leaves that the fixed arrays would
         give back with the same type (an ndarray of the leaf's dtype and
         shape, a numpy scalar of its dtype, a str; every codec leaf) are
-        written there; what is returned travels through the codec:
-
-        - ``{k: item}`` for each other leaf (a Python int, another dtype);
-        - ``"skeleton"``: the containers, when they are not the space's
-          plain dict (in its key order) and tuple (an OrderedDict, a named
-          tuple), with each leaf replaced by its index;
-        - ``"whole"``: the value itself, when its keys or items are not the
-          space's.
-
+        written there; the rest is returned, to travel through the codec
+        (``LeavesAside``, or ``ValueAside`` when nothing could be laid out).
         None when everything was written."""
         if not _same_keys(self.space, value):
-            return {"whole": value}
-        others: dict = {}
+            return ValueAside(value)
+        items: dict = {}
         for k, (leaf, item) in enumerate(zip(self.leaves, leaf_values(self.space, value))):
             if leaf.kind == "codec" or _exact_leaf(leaf, item):
                 self._write_leaf(k, i, item)
             else:
-                others[k] = item
-        if not _exact_structure(self.space, value):
-            others["skeleton"] = _skeleton(self.space, value, self._index, ())
-        return others or None
+                items[k] = item
+        skeleton = None if _exact_structure(self.space, value) else _skeleton(self.space, value, self._index, ())
+        return LeavesAside(items, skeleton) if items or skeleton is not None else None
 
     def _write_leaf(self, k: int, i: int, item: Any) -> None:
         leaf = self.leaves[k]
@@ -261,19 +276,25 @@ class LeafIO:
         else:
             self.arrays[k][i] = item
 
-    def read_one(self, i: int, others: dict | None = None) -> Any:
-        """Env ``i``'s value; ``others`` are the leaves ``write_exact`` did
-        not write."""
-        if others:
-            if "whole" in others:
-                return others["whole"]
-        elif self.single and self.simple:
+    def read_one(self, i: int, aside: ValueAside | LeavesAside | None = None) -> Any:
+        """Env ``i``'s value; ``aside`` is what ``write_exact`` did not write
+        into the arrays, decoded from a worker's bytes.
+
+        Raises:
+            ValueError: ``aside`` is neither (a worker wrote something else).
+        """
+        if isinstance(aside, ValueAside):
+            return aside.value
+        if aside is not None and not (isinstance(aside, LeavesAside) and isinstance(aside.items, dict)):
+            raise ValueError(f"env {i}'s host sent {type(aside).__name__} beside its final observation, "
+                             "not what write_exact sends")
+        if aside is None and self.single and self.simple:
             item = self.arrays[0][i]
             return item.copy() if isinstance(item, np.ndarray) else item
         parts = []
         for k, (leaf, array, length) in enumerate(zip(self.leaves, self.arrays, self.lengths)):
-            if others and k in others:
-                parts.append(others[k])
+            if aside is not None and k in aside.items:
+                parts.append(aside.items[k])
             elif leaf.kind == "codec":
                 parts.append(codec.decode(array[i, : length[i]]))
             elif leaf.kind == "text":
@@ -281,8 +302,8 @@ class LeafIO:
             else:
                 item = array[i]
                 parts.append(item.copy() if isinstance(item, np.ndarray) else item)
-        if others and "skeleton" in others:
-            return _rebuild(self.space, others["skeleton"], parts, self._index, ())
+        if aside is not None and aside.skeleton is not None:
+            return _rebuild(self.space, aside.skeleton, parts, self._index, ())
         return assemble(self.space, parts)
 
     # -- the whole batch (learner side) --

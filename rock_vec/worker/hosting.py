@@ -91,9 +91,9 @@ class Output:
         if final is not None:
             # Leaves the fixed arrays would not give back as the env returned
             # them (a Python int, another dtype) travel after the two infos.
-            others = self.final_obs.write_exact(row, final)
-            if others:
-                infos = [*infos, others]
+            aside = self.final_obs.write_exact(row, final)
+            if aside is not None:
+                infos = [*infos, aside]
         if not any(infos):
             self.info_len[row] = 0
         else:

@@ -57,6 +57,8 @@ def test_register_refuses_what_rllib_cannot_step():
         rock_vec.ray.register("bad", "CartPole-v1", envs_per_worker=0)
     with pytest.raises(ValueError, match="gymnasium id or an env creator"):
         rock_vec.ray.register("bad", 3)
+    with pytest.raises(ValueError, match="RLlib's EnvRunner batches numpy arrays.*not to rock_vec.ray.register"):
+        rock_vec.ray.register("bad", "CartPole-v1", array_backend="torch")
 
 
 @pytest.mark.parametrize("env", ["CartPole-v1", sample_envs.configured_cartpole], ids=["id", "creator"])

@@ -137,6 +137,14 @@ def test_an_unknown_start_method_raises_as_subproc_vec_env_does():
         RockVecEnv([lambda: SpaceEnv()] * 2, start_method="illegal_method")
 
 
+@pytest.mark.parametrize("option", [{"array_backend": "torch"}, {"device": "cpu"}])
+def test_tensor_options_are_refused_since_sb3_takes_numpy_arrays(option):
+    with pytest.raises(ValueError, match="SB3's VecEnv hands numpy arrays.*not to RockVecEnv$"):
+        RockVecEnv([lambda: SpaceEnv()] * 2, **option)
+    with pytest.raises(ValueError, match="SB3's VecEnv hands numpy arrays.*not to RockVecEnv.from_id$"):
+        RockVecEnv.from_id("CartPole-v1", 2, **option)
+
+
 def test_calls_out_of_order_raise_and_leave_the_pool_usable():
     from rock_vec.errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
 
