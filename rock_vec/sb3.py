@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from .errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
 from .engine.options import PoolOptions
-from .engine.session import PoolSession
+from .engine.session import PoolSession, options_and_env_kwargs
 
 
 class RockVecEnv(VecEnv):
@@ -50,10 +50,12 @@ class RockVecEnv(VecEnv):
         self._adopt(PoolSession.of_fns(env_fns, pool_options, autoreset_mode=AutoresetMode.SAME_STEP))
 
     @classmethod
-    def from_id(cls, env_id: str, n_envs: int, **options: Any) -> "RockVecEnv":
+    def from_id(cls, env_id: str, n_envs: int, env_kwargs: dict[str, Any] | None = None,
+                **options: Any) -> "RockVecEnv":
         """``n_envs`` copies of the registered env ``env_id``; ``options`` are
-        rock_vec options and ``gymnasium.make`` kwargs (see ``make_vec``)."""
-        pool_options, env_kwargs = PoolOptions.take(options, "RockVecEnv.from_id")
+        rock_vec options and ``gymnasium.make`` kwargs, or only options when
+        ``env_kwargs`` are given (see ``make_vec``)."""
+        pool_options, env_kwargs = options_and_env_kwargs(env_id, options, env_kwargs, "RockVecEnv.from_id")
         _numpy_only(pool_options, "RockVecEnv.from_id")
         self = cls.__new__(cls)
         self._adopt(PoolSession.of_id(env_id, n_envs, env_kwargs, pool_options, AutoresetMode.SAME_STEP))

@@ -21,7 +21,7 @@ from .envpool_api import EnvPoolAPI
 from .worker.hosting import FORBIDDEN_CALLS
 from .infos import batch_infos
 from .engine.options import PoolOptions
-from .engine.session import PoolSession
+from .engine.session import PoolSession, options_and_env_kwargs
 
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
@@ -424,6 +424,7 @@ def make_vec(
     *,
     autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     copy: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> AsyncVectorEnv:
     """Builds a pool of ``num_envs`` copies of the registered env ``env_id``.
@@ -431,7 +432,10 @@ def make_vec(
     Each worker builds its envs with ``gymnasium.make(env_id, **env_kwargs)``
     from the id itself (nothing pickled), so the same call will run in
     containers. ``kwargs`` are rock_vec's options (``PoolOptions``: see
-    ``AsyncVectorEnv``) and, the rest, the env's kwargs.
+    ``AsyncVectorEnv``) and, the rest, the env's kwargs. An env whose
+    constructor takes a keyword that is also an option (``device``,
+    ``batch_size``, ...) gets its kwargs as ``env_kwargs``; then every
+    keyword in ``kwargs`` is an option.
 
     Example:
         >>> import rock_vec
@@ -443,7 +447,9 @@ def make_vec(
     Raises:
         ValueError: on a non-positive num_envs, an impossible layout or a
             bad option value.
+        TypeError: a keyword that is both an option and a keyword of the
+            env's constructor, when ``env_kwargs`` is not given.
         gymnasium.error.Error: if env_id is not registered.
     """
-    options, env_kwargs = PoolOptions.take(kwargs, "make_vec")
+    options, env_kwargs = options_and_env_kwargs(env_id, kwargs, env_kwargs, "make_vec")
     return AsyncVectorEnv._from_id(env_id, num_envs, env_kwargs, copy, autoreset_mode, options)

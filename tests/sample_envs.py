@@ -314,3 +314,26 @@ def configured_cartpole(config: dict) -> gym.Env:
     """An env creator in RLlib's convention, ``creator(env_config)``: a
     CartPole whose episodes are cut at ``config["limit"]`` steps."""
     return gym.make("CartPole-v1", max_episode_steps=config["limit"])
+
+
+class DeviceEnv(gym.Env):
+    """An env whose constructor takes ``device`` and ``batch_size``, names
+    rock_vec's options also have; it reports what it was given."""
+
+    observation_space = spaces.Box(-1, 1, (1,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, device: str = "cpu", batch_size: int = 1):
+        self.device, self.batch_size = device, batch_size
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 0.0, False, False, {}
+
+
+DEVICE_ENV_ID = "rock-vec-test/Device-v0"
+if DEVICE_ENV_ID not in gym.registry:
+    gym.register(DEVICE_ENV_ID, entry_point="sample_envs:DeviceEnv")

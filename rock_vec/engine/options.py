@@ -163,11 +163,15 @@ class PoolOptions:
         return self
 
     @classmethod
-    def take(cls, kwargs: dict, where: str) -> tuple["PoolOptions", dict]:
+    def names(cls) -> set[str]:
+        """Every option's name."""
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def take(cls, kwargs: dict) -> tuple["PoolOptions", dict]:
         """Splits ``kwargs`` into the options and the rest (``make_vec``'s env kwargs)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        mine = {k: kwargs[k] for k in kwargs if k in names}
-        return cls(**mine), {k: v for k, v in kwargs.items() if k not in names}
+        names = cls.names()
+        return cls(**{k: kwargs[k] for k in kwargs if k in names}), {k: v for k, v in kwargs.items() if k not in names}
 
     @classmethod
     def of(cls, kwargs: dict, where: str) -> "PoolOptions":
@@ -176,7 +180,7 @@ class PoolOptions:
         Raises:
             TypeError: for a keyword that is not an option, naming the valid ones.
         """
-        options, rest = cls.take(kwargs, where)
+        options, rest = cls.take(kwargs)
         if rest:
             valid = ", ".join(f.name for f in dataclasses.fields(cls))
             raise TypeError(f"{where} got an unexpected keyword argument {next(iter(rest))!r}; rock_vec's options "

@@ -343,7 +343,7 @@ class Pool:
             if rc == lib.RV_OK:
                 return restarted
             if rc == lib.RV_TIMEOUT:
-                self._kill_the_silent()
+                self._kill_frozen_workers()
                 stuck = stuck + 1 if self._all_idle() else 0
                 if stuck >= 2:
                     raise self.corrupted(f"every worker reports its commands done, but `{what}` still waits: "
@@ -387,7 +387,7 @@ class Pool:
         if restarted and what != "step_wait":
             raise self._died_error(restarted[0], f"during `{what}`; it was restarted, the call's results are lost")
 
-    def _kill_the_silent(self) -> None:
+    def _kill_frozen_workers(self) -> None:
         """Kills workers whose heartbeat stopped (frozen, not merely busy):
         their deaths then come back as faults, as any worker's."""
         now = lib.rv_now_ns()

@@ -9,6 +9,7 @@ infos and float32 rewards (``sb3``). Nothing here knows either.
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any, Callable, Sequence
 
@@ -42,6 +43,49 @@ def _spec_of(env_id: str, env_kwargs: dict, num_envs: int) -> tuple[dict, list |
         return spec, None
     except (TypeError, ValueError, gym.error.Error):
         return {"kind": "pickle"}, [lambda: gym.make(env_id, **env_kwargs)] * num_envs
+
+
+def options_and_env_kwargs(env_id: str, kwargs: dict, env_kwargs: dict | None, where: str
+                           ) -> tuple[PoolOptions, dict]:
+    """Splits a face's keywords into rock_vec's options and the env's kwargs.
+
+    With ``env_kwargs`` given, those are the env's and every keyword is an
+    option. Without, keywords that name an option are options, the rest the
+    env's; a keyword that names an option and also a keyword of the env's
+    constructor (or its registration) is refused: it would silently go to
+    the pool.
+
+    Raises:
+        TypeError: a keyword claimed by both, or (with ``env_kwargs``) one
+            that is not an option.
+        gymnasium.error.Error: an unregistered env_id.
+    """
+    if env_kwargs is not None:
+        if not isinstance(env_kwargs, dict):
+            raise TypeError(f"{where}: env_kwargs must be a dict, got {type(env_kwargs).__name__}")
+        return PoolOptions.of(kwargs, where), dict(env_kwargs)
+    claimed = PoolOptions.names() & set(kwargs)
+    if claimed and (both := sorted(claimed & _env_keywords(env_id))):
+        name = both[0]
+        raise TypeError(f"{where}: {name!r} is both a rock_vec option and a keyword of {env_id}'s constructor; "
+                        f"give the env's as env_kwargs={{{name!r}: ...}} (then every other keyword is a rock_vec "
+                        "option)")
+    return PoolOptions.take(kwargs)
+
+
+def _env_keywords(env_id: str) -> set[str]:
+    """The keywords ``gymnasium.make(env_id, ...)`` would hand the env: those
+    its registration sets and those its constructor names (not a ``**kwargs``
+    catch-all, which claims no name)."""
+    spec = env_spec(env_id)
+    names = set(spec.kwargs)
+    try:
+        creator = spec.entry_point if callable(spec.entry_point) else \
+            gym.envs.registration.load_env_creator(spec.entry_point)
+        parameters = inspect.signature(creator).parameters.values()
+    except Exception:  # a constructor that cannot be loaded here or inspected: gymnasium.make reports it
+        return names
+    return names | {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _choose_split(num_envs: int, options: PoolOptions, max_concurrency: int | None) -> Split:

@@ -74,7 +74,7 @@ def load_env_source(seg) -> EnvSource:
     return EnvSource(**cloudpickle.loads(blob[: spec["length"]].tobytes()))
 
 
-class Output:
+class ResultArrays:
     """Where an env's results go: the step arrays (a row per env) or the
     async ring (a row per finished step, claimed by its host)."""
 
@@ -163,8 +163,8 @@ class EnvHost:
                                action_leaves(env.action_space, man["codec_bytes"]), man["act_leaves"])
         self.env_index = None
         obs_leaves = leaves_of(obs_space, man["codec_bytes"])
-        self.out = Output(self.seg.arrays, "", obs_space, obs_leaves)
-        self.async_out = Output(self.seg.arrays, "a.", obs_space, obs_leaves)
+        self.out = ResultArrays(self.seg.arrays, "", obs_space, obs_leaves)
+        self.async_out = ResultArrays(self.seg.arrays, "a.", obs_space, obs_leaves)
         self.actions = Actions(act_space, action_leaves(act_space, man["codec_bytes"]), self.seg.arrays,
                                man["num_envs"])
 
@@ -175,7 +175,7 @@ class EnvHost:
                 f"pool's (every env of a pool needs the same {what} space shapes and dtypes)"
             )
 
-    def stand_in(self) -> None:
+    def restart_as_truncated(self) -> None:
         """For a replacement of a dead worker: its envs restart, and the step
         the old worker never finished reports them truncated."""
         same_step = self.mode is AutoresetMode.SAME_STEP

@@ -149,7 +149,7 @@ class Worker:
             self.host.source = load_env_source(self.seg)
         self.host.start()
         if self.slot.restarts:
-            self.host.stand_in()
+            self.host.restart_as_truncated()
         self.slot.state = protocol.WORKER_READY
         return self._reply({"notice": notice}) if notice else 0
 

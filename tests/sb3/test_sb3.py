@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import (  # noqa: E402
 
 from rock_vec.sb3 import RockVecEnv  # noqa: E402
 from same import assert_same  # noqa: E402
-from sample_envs import SpaceEnv  # noqa: E402
+from sample_envs import DEVICE_ENV_ID, SpaceEnv  # noqa: E402
 from sample_envs import SPACES  # noqa: E402
 
 
@@ -143,6 +143,16 @@ def test_tensor_options_are_refused_since_sb3_takes_numpy_arrays(option):
         RockVecEnv([lambda: SpaceEnv()] * 2, **option)
     with pytest.raises(ValueError, match="SB3's VecEnv hands numpy arrays.*not to RockVecEnv.from_id$"):
         RockVecEnv.from_id("CartPole-v1", 2, **option)
+
+
+def test_from_id_takes_the_envs_keywords_as_env_kwargs_when_a_name_is_also_an_option():
+    with pytest.raises(TypeError, match="RockVecEnv.from_id: 'device' is both a rock_vec option"):
+        RockVecEnv.from_id(DEVICE_ENV_ID, 2, device="cuda")
+    venv = RockVecEnv.from_id(DEVICE_ENV_ID, 2, env_kwargs={"device": "cuda"}, envs_per_worker=1)
+    try:
+        assert venv.get_attr("device") == ["cuda", "cuda"]
+    finally:
+        venv.close()
 
 
 def test_calls_out_of_order_raise_and_leave_the_pool_usable():

@@ -9,7 +9,7 @@ from gymnasium.error import AlreadyPendingCallError, ClosedEnvironmentError, NoA
 from gymnasium.vector import AutoresetMode
 
 import rock_vec
-from sample_envs import FailingEnv, SpaceEnv
+from sample_envs import DEVICE_ENV_ID, FailingEnv, SpaceEnv
 
 
 @pytest.fixture
@@ -193,7 +193,7 @@ def test_make_vec_rejects_an_unknown_id_and_bad_sizes():
 
 
 @pytest.mark.parametrize("num_envs,epw", [(1, None), (1, 1), (5, 2), (256, 256), (300, 64)])
-def test_edge_sizes_work(num_envs, epw):
+def test_one_env_one_per_worker_uneven_and_large_pools_step(num_envs, epw):
     envs = rock_vec.make_vec("CartPole-v1", num_envs=num_envs, envs_per_worker=epw)
     try:
         obs, _ = envs.reset(seed=0)
@@ -219,6 +219,34 @@ def test_edge_sizes_work(num_envs, epw):
 def test_config_edge_values_raise_clear_errors(options, match):
     with pytest.raises(ValueError, match=match):
         rock_vec.make_vec("CartPole-v1", num_envs=4, **options)
+
+
+def test_a_keyword_of_both_the_env_and_the_pool_is_refused_until_env_kwargs_say_whose():
+    with pytest.raises(TypeError, match=rf"make_vec: 'device' is both a rock_vec option and a keyword of "
+                                        rf"{DEVICE_ENV_ID}'s constructor; give the env's as env_kwargs="):
+        rock_vec.make_vec(DEVICE_ENV_ID, num_envs=2, device="cpu")
+    with pytest.raises(TypeError, match="'batch_size' is both"):
+        rock_vec.make_vec(DEVICE_ENV_ID, num_envs=2, batch_size=1)
+    envs = rock_vec.make_vec(DEVICE_ENV_ID, num_envs=2, env_kwargs={"device": "meta", "batch_size": 7},
+                             envs_per_worker=1, learner_envs=0)
+    try:
+        assert envs.get_attr("device") == ("meta", "meta")
+        assert envs.get_attr("batch_size") == (7, 7)
+        assert envs.num_workers == 2
+    finally:
+        envs.close()
+    # With env_kwargs given, every other keyword is an option.
+    with pytest.raises(TypeError, match="make_vec got an unexpected keyword argument 'max_episode_steps'"):
+        rock_vec.make_vec("CartPole-v1", num_envs=2, env_kwargs={}, max_episode_steps=5)
+    # A name the env does not claim still goes where its name says.
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=2, envs_per_worker=1, max_episode_steps=5)
+    try:
+        assert envs.num_workers == 2
+        envs.reset(seed=0)
+        truncated = [envs.step(np.zeros(2, np.int64))[3] for _ in range(5)]
+        assert not np.any(truncated[:4]) and truncated[4].tolist() == [True, True]
+    finally:
+        envs.close()
 
 
 def test_an_unknown_option_is_a_type_error_naming_the_valid_ones():
