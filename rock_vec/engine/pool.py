@@ -29,15 +29,16 @@ import numpy as np
 from .. import errors
 from .._core import ffi, lib
 from ..backends import backend_for
+from ..placement import plan, topology
 from ..placement.cpus import ray_granted_cpus, usable_cpus
 from ..segment import codec, protocol, registry
 from ..segment.actions import action_leaves, plan_action_arrays
 from ..segment.layout import Arena, leaves_of, plan_arrays, plan_async_arrays
-from ..segment.mapping import Segment
+from ..segment.mapping import Segment, lay_out
 from ..worker import main_module
 from ..worker.hosting import EnvHost, EnvSource, make_source
 from .batches import AsyncBatches, ring_capacity, ring_geometry
-from .options import PoolOptions
+from .options import PoolOptions, check_int
 from .split import LOCAL, Split
 from .split import ranges as split_ranges
 
@@ -108,6 +109,18 @@ def _shutdown(seg: Segment, heartbeat, backend, grace: float, num_workers: int, 
         registry.forget(os.getpid(), pool_id)
 
 
+def _placement(options: PoolOptions, split: Split):
+    """Where each worker runs (``rock_vec.placement.plan``), or None: the
+    NUMA plan asked for by ``placement`` or ``gpu``, else confinement to the
+    ``cpus`` given as ids."""
+    if options.placement == "numa" or options.gpu is not None:
+        return plan.plan(topology.read(), split.num_workers, options.gpu,
+                         learner_cores=1 if split.learner_envs else 0, cpus=options.cpu_ids)
+    if options.cpu_ids is not None:
+        return plan.confine(split.num_workers, options.cpu_ids)
+    return None
+
+
 class Pool:
     """One segment, its workers, and the learner's own share of the envs.
 
@@ -132,13 +145,12 @@ class Pool:
                  num_envs: int, split: Split, autoreset_mode: str, options: PoolOptions,
                  codec_bytes: int = 65536, mailbox_bytes: int = 8 << 20):
         main_module.check_not_running()
-        for name, value in (("codec_bytes", codec_bytes), ("mailbox_bytes", mailbox_bytes)):
-            if not isinstance(value, int) or value < 64:
-                raise ValueError(f"{name} must be an int >= 64, got {value!r}")
+        check_int("codec_bytes", codec_bytes, 64, optional=False)
+        check_int("mailbox_bytes", mailbox_bytes, 64, optional=False)
         batch_size = num_envs if options.batch_size is None else options.batch_size
         if not 1 <= batch_size <= num_envs:
             raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], got {batch_size!r}")
-        num_workers, info_bytes, start_timeout = split.num_workers, options.info_bytes, options.start_timeout
+        num_workers = split.num_workers
         self.num_envs, self.num_workers, self.batch_size, self.split = num_envs, num_workers, batch_size, split
         self.ranges = split_ranges(split)  # the workers'
         self.local_range = (0, split.learner_envs)
@@ -147,16 +159,7 @@ class Pool:
         self.hosts = ([LOCAL] if split.learner_envs else []) + list(range(num_workers))
         self.on_worker_failure, self.max_restarts = options.on_worker_failure, options.max_restarts
         self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers, usable_cpus(options.cpus))
-        self.placement = None
-        if options.placement == "numa" or options.gpu is not None:
-            from ..placement import plan as placement, topology
-
-            self.placement = placement.plan(topology.read(), num_workers, options.gpu,
-                                            learner_cores=1 if split.learner_envs else 0, cpus=options.cpu_ids)
-        elif options.cpu_ids is not None:
-            from ..placement import plan as placement
-
-            self.placement = placement.confine(num_workers, options.cpu_ids)
+        self.placement = _placement(options, split)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)
         self.act_leaves = action_leaves(act_space, codec_bytes)
 
@@ -166,37 +169,11 @@ class Pool:
             blob = cloudpickle.dumps({"env_fns": env_fns, "action_space": act_space,
                                       "observation_space": obs_space if exact_obs_space else None})
             spec = dict(spec, length=len(blob))
-        manifest = {
-            "num_envs": num_envs,
-            "workers": self.ranges,
-            "learner_envs": split.learner_envs,
-            "autoreset_mode": autoreset_mode,
-            "worker_spin_ns": self.worker_spin_ns,
-            "worker_dozes": options.wait_policy == "auto",  # see rock_vec.worker.rhythm
-            "batch_size": self.batch_size,
-            "codec_bytes": codec_bytes,
-            "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],
-            "act_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.act_leaves],
-            "spec": spec,
-            "main": None if options.backend_name == "docker" else main_module.describe(),  # not in a container
-            "placement": None if self.placement is None else self.placement.manifest(),
-        }
-        fixed = ffi.sizeof("rv_header_t") + num_workers * ffi.sizeof("rv_worker_slot_t")
-        reserve = 4096
-        while True:  # the manifest holds the offsets of what follows it
-            arena = Arena(fixed + reserve)
-            plan_arrays(arena, self.obs_leaves, num_envs, num_workers, info_bytes, mailbox_bytes)
-            plan_action_arrays(arena, self.act_leaves, num_envs)
-            blocks, rows = ring_geometry(num_envs, self.batch_size)
-            capacity = ring_capacity(max(hi - lo for lo, hi in self.ranges))
-            plan_async_arrays(arena, self.obs_leaves, rows, blocks, num_workers,
-                              lib.rv_spsc_ring_bytes(capacity), info_bytes)
-            arena.add("spec", "|u1", (max(len(blob), 1),))
-            manifest.update(arrays=arena.arrays, arrays_start=fixed + reserve)
-            if len(cloudpickle.dumps(manifest)) * 2 + 1024 < reserve and len(str(manifest)) * 2 < reserve:
-                break
-            reserve *= 2
-        self.seg = Segment.create(manifest, arena.size, num_envs, num_workers)
+        capacity = ring_capacity(max(hi - lo for lo, hi in self.ranges))
+        self.seg = Segment.create(*lay_out(self._manifest(spec, autoreset_mode, options, codec_bytes), num_workers,
+                                           lambda arena: self._declare_arrays(arena, options.info_bytes, mailbox_bytes,
+                                                                              capacity, len(blob))),
+                                  num_envs, num_workers)
         self.id = secrets.token_hex(8)
         self.arrays = self.seg.arrays
         self._learner_counts = ffi.cast("uint64_t *", ffi.from_buffer(self.arrays["m.learner"]))  # cheaper than numpy items
@@ -226,11 +203,46 @@ class Pool:
         self.broken: BaseException | None = None
         self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
         self.batches = AsyncBatches(self, self.batch_size, capacity)
+        self._start(options.start_timeout)
+        if ray_granted_cpus():  # a pool inside a Ray actor: Ray chose torch's threads, the workers need CPUs
+            keep_torch_off_workers(num_workers, usable_cpus(options.cpus))
+
+    def _manifest(self, spec: dict, autoreset_mode: str, options: PoolOptions, codec_bytes: int) -> dict:
+        """What a worker reads to serve its envs (shm/FORMAT.md), but the arrays' offsets."""
+        return {
+            "num_envs": self.num_envs,
+            "workers": self.ranges,
+            "learner_envs": self.split.learner_envs,
+            "autoreset_mode": autoreset_mode,
+            "worker_spin_ns": self.worker_spin_ns,
+            "worker_dozes": options.wait_policy == "auto",  # see rock_vec.worker.rhythm
+            "batch_size": self.batch_size,
+            "codec_bytes": codec_bytes,
+            "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],
+            "act_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.act_leaves],
+            "spec": spec,
+            "main": None if options.backend_name == "docker" else main_module.describe(),  # not in a container
+            "placement": None if self.placement is None else self.placement.manifest(),
+        }
+
+    def _declare_arrays(self, arena: Arena, info_bytes: int, mailbox_bytes: int, capacity: int,
+                        spec_bytes: int) -> None:
+        """Every array of the segment, in order: the step's, the actions', the async rows' and the env spec's."""
+        plan_arrays(arena, self.obs_leaves, self.num_envs, self.num_workers, info_bytes, mailbox_bytes)
+        plan_action_arrays(arena, self.act_leaves, self.num_envs)
+        blocks, rows = ring_geometry(self.num_envs, self.batch_size)
+        plan_async_arrays(arena, self.obs_leaves, rows, blocks, self.num_workers,
+                          lib.rv_spsc_ring_bytes(capacity), info_bytes)
+        arena.add("spec", "|u1", (max(spec_bytes, 1),))
+
+    def _start(self, start_timeout: float) -> None:
+        """Starts the workers, builds the learner's share meanwhile, and waits
+        until every env is built; on any failure, nothing is left running."""
         try:
-            self.pids = self.backend.spawn(self.seg, list(range(num_workers)), start_timeout)
+            self.pids = self.backend.spawn(self.seg, list(range(self.num_workers)), start_timeout)
             if self.backend.unlink_after_spawn:
                 self.seg.unlink()  # the fork server and its workers hold it by descriptor now
-            self._target = num_workers
+            self._target = self.num_workers
             self._pending = list(self._all)
             if self.local is not None:  # built while the workers build theirs
                 try:
@@ -248,8 +260,6 @@ class Pool:
         except BaseException:
             self.close(grace=0.0)
             raise
-        if ray_granted_cpus():  # a pool inside a Ray actor: Ray chose torch's threads, the workers need CPUs
-            keep_torch_off_workers(num_workers, usable_cpus(options.cpus))
 
     # ---- the protocol ----
 

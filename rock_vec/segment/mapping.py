@@ -17,15 +17,38 @@ import mmap
 import os
 import secrets
 import struct
+from collections.abc import Callable
 
 import numpy as np
 
 from .._core import ffi, lib
-from .layout import array_views
+from .layout import Arena, array_views
 from .processes import pid_alive
 
 SHM_DIR = "/dev/shm"
 NAME_PREFIX = "rock_vec."
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """The manifest as the segment holds it: compact JSON."""
+    return json.dumps(manifest, separators=(",", ":")).encode()
+
+
+def lay_out(manifest: dict, num_workers: int, declare: Callable[[Arena], None]) -> tuple[dict, int]:
+    """``manifest`` with its arrays laid out after it, and the segment's size.
+
+    ``declare`` adds the arrays to an ``Arena``. They start past the
+    manifest, which holds their offsets: so its room is found by trying, a
+    reserve doubled until the manifest's JSON fits."""
+    fixed = ffi.sizeof("rv_header_t") + num_workers * ffi.sizeof("rv_worker_slot_t")
+    reserve = 4096
+    while True:
+        arena = Arena(fixed + reserve)
+        declare(arena)
+        laid = dict(manifest, arrays=arena.arrays, arrays_start=fixed + reserve)
+        if len(manifest_bytes(laid)) <= reserve:
+            return laid, arena.size
+        reserve *= 2
 
 
 class Segment:
@@ -52,7 +75,8 @@ class Segment:
 
     @classmethod
     def create(cls, manifest: dict, size: int, num_envs: int, num_workers: int) -> "Segment":
-        """Creates and maps a new segment holding ``manifest`` (learner only)."""
+        """Creates and maps a new segment holding ``manifest`` (learner only),
+        laid out by ``lay_out``, of ``size`` bytes."""
         sweep_stale()
         path = os.path.join(SHM_DIR, f"{NAME_PREFIX}{os.getpid()}.{secrets.token_hex(6)}")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
@@ -60,9 +84,9 @@ class Segment:
             header_size = ffi.sizeof("rv_header_t")
             workers_off = header_size
             manifest_off = workers_off + num_workers * ffi.sizeof("rv_worker_slot_t")
-            blob = json.dumps(manifest, separators=(",", ":")).encode()
+            blob = manifest_bytes(manifest)
             if manifest_off + len(blob) > manifest["arrays_start"]:
-                raise ValueError("manifest overflows its reserved space")  # layout bug, not user input
+                raise ValueError("manifest overflows its reserved space: lay it out with lay_out")
             os.ftruncate(fd, size)
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             mm[manifest_off : manifest_off + len(blob)] = blob
