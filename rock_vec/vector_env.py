@@ -64,8 +64,9 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         max_concurrency: caps the number of worker processes.
         **options: rock_vec's options (``rock_vec.engine.options.PoolOptions``):
         envs_per_worker, num_workers, learner_envs: where the envs step
-            (default: from the env's measured step cost, see
-            ``rock_vec.engine.split``; giving a worker layout without
+            (default: one worker per usable CPU but one, the learner
+            stepping an equal share, see ``rock_vec.engine.split``;
+            nothing is measured; giving a worker layout without
             ``learner_envs`` keeps every env in a worker).
         wait_policy: 'auto' (spin only when every busy process has a CPU),
             'spin' or 'block'.

@@ -43,8 +43,9 @@ import threading
 import time
 import traceback
 
-from ..worker import main_module
 from .._core import lib
+from ..segment import registry
+from ..worker import main_module
 from .base import child_environment, python_running, record_exit
 
 
@@ -71,10 +72,10 @@ class _Pool:
 
 
 class Server:
-    def __init__(self, sock: socket.socket, learner_fd: int):
+    def __init__(self, sock: socket.socket, learner_fd: int, learner_pid: int):
         self.sock = sock
         self.server_pid = os.getpid()
-        self.learner_fd = learner_fd
+        self.learner_fd, self.learner_pid = learner_fd, learner_pid
         self.pools: dict[str, _Pool] = {}
         self.containers: dict[str, tuple] = {}  # label of a pool's containers -> (DOCKER_HOST, segment path)
         self.children: dict[int, tuple[str, int, int]] = {}  # pidfd -> (pool, index, pid)
@@ -193,7 +194,7 @@ class Server:
                     _kill(pid)
 
     def shutdown(self) -> None:
-        """The learner is gone: nothing of its pools may stay behind."""
+        """The learner is gone: nothing of its pools may stay behind, not even their listings."""
         for _, _, pid in self.children.values():
             _kill(pid)
         for _, _, pid in self.children.values():
@@ -215,6 +216,7 @@ class Server:
                     pass
         for label, (docker_host, _) in self.containers.items():
             _remove_containers(label, docker_host)
+        registry.forget_learner(self.learner_pid)
 
 
 def _remove_containers(label: str, docker_host: str | None) -> None:
@@ -250,11 +252,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..worker import program as worker  # noqa: F401
 
-    learner_fd = os.pidfd_open(os.getppid())  # while the learner is still our parent: no pid reuse race
+    learner_pid = os.getppid()
+    learner_fd = os.pidfd_open(learner_pid)  # while the learner is still our parent: no pid reuse race
     if os.fork() > 0:  # detach: the learner reaps this parent at once; the server lives on, not its child
         os._exit(0)
     with socket.socket(fileno=args.fd) as sock:
-        Server(sock, learner_fd).run()
+        Server(sock, learner_fd, learner_pid).run()
     return 0
 
 

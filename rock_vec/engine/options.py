@@ -39,8 +39,8 @@ class PoolOptions:
     """How a pool runs its envs (see README.md's table).
 
     Attributes:
-        envs_per_worker, num_workers: the worker layout (default: chosen
-            from the measured step cost, see ``rock_vec.engine.split``).
+        envs_per_worker, num_workers: the worker layout (default: one
+            worker per usable CPU but one, see ``rock_vec.engine.split``).
         learner_envs: envs stepped in the learner's process (None: chosen;
             0: every env in a worker process).
         wait_policy: 'auto', 'spin' or 'block'.

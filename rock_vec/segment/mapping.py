@@ -23,6 +23,7 @@ import numpy as np
 
 from .._core import ffi, lib
 from .layout import Arena, array_views
+from . import registry
 from .processes import pid_alive
 
 SHM_DIR = "/dev/shm"
@@ -179,7 +180,8 @@ def stale_segments() -> list[str]:
 
 
 def sweep_stale() -> list[str]:
-    """Unlinks segments left by learners that died before unlinking them."""
+    """Unlinks segments left by learners that died before unlinking them,
+    and drops those learners' listings."""
     removed = []
     for path in stale_segments():
         try:
@@ -187,4 +189,5 @@ def sweep_stale() -> list[str]:
             removed.append(path)
         except OSError:
             pass
+        registry.forget_learner(int(os.path.basename(path)[len(NAME_PREFIX):].split(".")[0]))
     return removed

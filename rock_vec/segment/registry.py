@@ -4,7 +4,8 @@ A pool writes one small JSON file into a per-user folder when its workers
 are up (again when one is replaced) and removes it when it closes: its id,
 learner pid, backend, split and every worker's pid, envs and container. A
 file whose learner is gone is stale (a learner killed before it could close
-the pool): ``ps`` marks it, ``clean`` removes it. The segment itself cannot
+the pool): whoever cleans up after that learner drops it (``forget_learner``),
+and until then ``ps`` marks it and ``clean`` removes it. The segment itself cannot
 be listed: its name is unlinked once every worker holds it.
 """
 
@@ -46,6 +47,19 @@ def forget(learner_pid: int, pool_id: str) -> None:
         path_of(learner_pid, pool_id).unlink()
     except OSError:
         pass
+
+
+def forget_learner(learner_pid: int) -> None:
+    """Drops the listings of a learner that is gone: whoever cleans up after
+    it (its fork server, its workers, a later pool sweeping its segment)
+    leaves no stale entry behind for ``rock-vec ps``. A live learner's stay."""
+    if pid_alive(learner_pid):
+        return
+    for path in folder().glob(f"{learner_pid}.*.json") if folder().is_dir() else ():
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def entries() -> list[dict]:

@@ -22,7 +22,7 @@ import time
 
 import cloudpickle
 
-from ..segment import codec, protocol
+from ..segment import codec, protocol, registry
 from .. import errors
 from . import main_module
 from .._core import ffi, lib
@@ -50,7 +50,6 @@ class Worker:
         self.mailbox = seg.arrays["mailbox"][index]
         self.ring = ffi.cast("rv_spsc_ring_t *", ffi.from_buffer(seg.arrays["rings"][index]))
         self.popped = ffi.new("uint64_t[]", max(1, hi - lo))
-        self.source = source
         self.host = EnvHost(seg, lo, hi, source, f"worker {index}, pid {os.getpid()}")
 
     # ---- life ----
@@ -89,6 +88,7 @@ class Worker:
                     break
                 if self._learner_gone():
                     self._close()
+                    registry.forget_learner(int(self.header.learner_pid))
                     return 0
             self.rhythm.learn(self.slot.cmd_ns - idle_since, seen.doze_late_ns, seen.stolen_ns)
             commands, seq = (seen.seq - seq) & 0xFFFFFFFF, seen.seq

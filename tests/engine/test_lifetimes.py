@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from rock_vec.segment import registry
 from rock_vec.segment.mapping import NAME_PREFIX, SHM_DIR
 
 LEARNER = Path(__file__).resolve().parents[1] / "lifetime_learner.py"
@@ -40,6 +41,20 @@ def segments_of(pid):
     return [n for n in os.listdir(SHM_DIR) if n.startswith(f"{NAME_PREFIX}{pid}.")]
 
 
+def listed(learner_pid):
+    return [e for e in registry.entries() if e.get("learner_pid") == learner_pid]
+
+
+def wait_unlisted(learner_pid, seconds):
+    """Whether the learner's listings went within ``seconds`` (rock-vec ps shows no stale pool)."""
+    deadline = time.monotonic() + seconds
+    while listed(learner_pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def wait_gone(pids, seconds):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -51,6 +66,7 @@ def wait_gone(pids, seconds):
 
 def test_sigkill_of_the_learner_leaves_nothing_after_one_second():
     proc, pids = start("sleep")
+    assert listed(pids["learner"])
     assert not segments_of(pids["learner"])  # the name is gone as soon as the workers hold the segment
     proc.kill()
     proc.wait()
@@ -59,6 +75,7 @@ def test_sigkill_of_the_learner_leaves_nothing_after_one_second():
     assert gone is not None, "processes outlived the learner by 1 s"
     assert gone - killed < 0.5
     assert not segments_of(pids["learner"])
+    assert wait_unlisted(pids["learner"], 1.0), "the fork server left the dead learner's listing for rock-vec ps"
 
 
 def test_the_fork_server_lives_apart_and_outlives_a_killed_process_group():
@@ -112,6 +129,7 @@ def test_workers_that_cannot_be_told_leave_on_the_learner_heartbeat_within_two_s
         proc.wait()
         gone = wait_gone(pids["workers"], 2.0)
         assert gone is not None, "workers outlived a dead learner's heartbeat by 2 s"
+        assert wait_unlisted(pids["learner"], 1.0), "the workers left the dead learner's listing"
     finally:
         os.kill(pids["server"], signal.SIGKILL)
         os.kill(pids["server"], signal.SIGCONT)
@@ -123,6 +141,7 @@ def test_spawned_workers_leave_on_the_heartbeat_when_the_learner_is_killed():
     proc.kill()
     proc.wait()
     assert wait_gone(pids["workers"], 2.0) is not None, "spawned workers outlived their learner by 2 s"
+    assert wait_unlisted(pids["learner"], 1.0), "the spawned workers left the dead learner's listing"
 
 
 def test_a_learner_that_already_runs_threads_starts_pools_normally():
