@@ -1,9 +1,9 @@
 """Fixtures for the pytest-benchmark suites (run: pytest bench/ --benchmark-only).
 
-Each test builds one runner's envs through ``rock_vec.bench.make_envs`` (the
-builders ``rock-vec bench`` uses), starts them with the runner's driver
-(``rock_vec.bench.start``: the same reset and actions), warms them up,
-benchmarks one call, and closes them. A call always makes ``num_envs`` env
+Each test builds one runner's envs through
+``rock_vec.bench.runners.make_envs`` (the builders ``rock-vec bench`` uses),
+starts them with the runner's driver (``rock_vec.bench.drivers.start``: the
+same reset and actions), warms them up, benchmarks one call, and closes them. A call always makes ``num_envs`` env
 steps: one batch step, or ``num_envs / batch_size`` recv/send rounds for the
 async runners, so env steps/s = num_envs / mean for every runner.
 """
@@ -16,7 +16,8 @@ import pytest
 
 pytest.importorskip("pytest_benchmark", reason="pip install 'rock-vec[bench]'")
 
-from rock_vec.bench.suites import make_envs, start, unavailable  # noqa: E402
+from rock_vec.bench.drivers import start  # noqa: E402
+from rock_vec.bench.runners import make_envs, unavailable  # noqa: E402
 
 WARMUP_SECONDS = 0.2
 

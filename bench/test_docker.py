@@ -11,7 +11,7 @@ A step call is one batch step of 16 envs: env steps/s = 16 / mean.
 import pytest
 
 import rock_vec
-from rock_vec.bench.suites import docker_unavailable
+from rock_vec.bench.runners import docker_unavailable
 
 NUM_ENVS = 16
 

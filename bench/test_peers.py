@@ -1,6 +1,7 @@
 """Every peer on every workload at 4, 16 and 64 envs, the pytest-benchmark
-twin of ``rock-vec bench --peers`` (rock_vec.bench.peer_groups: the same
-runners, async batches of half the envs, PufferLib in each of its layouts).
+twin of ``rock-vec bench --peers`` (rock_vec.bench.suites.peer_groups: the
+same runners, async batches of half the envs, PufferLib in each of its
+layouts).
 
     pytest bench/test_peers.py --benchmark-only
     pytest bench/test_peers.py --benchmark-only -k "busy100 and x16"
@@ -13,7 +14,8 @@ reason (PufferLib: see bench/README.md, "Installing PufferLib").
 
 import pytest
 
-from rock_vec.bench.suites import GYM_WORKLOADS, RUNNER_SPECS, layout_label, peer_groups
+from rock_vec.bench.runners import RUNNER_SPECS, layout_label
+from rock_vec.bench.suites import GYM_WORKLOADS, peer_groups
 
 CASES = [
     pytest.param(g.workload, g.num_envs, runner, layout, g.batch_size if RUNNER_SPECS[runner].batched else None,

@@ -10,7 +10,8 @@ A call is one ``EnvRunner.sample`` of 2048 env steps: env steps/s = 2048 / mean.
 
 import pytest
 
-from rock_vec.bench.suites import RLLIB_STEPS_PER_ENV, make_envs, start, unavailable
+from rock_vec.bench.drivers import RLLIB_STEPS_PER_ENV, start
+from rock_vec.bench.runners import make_envs, unavailable
 
 NUM_ENVS = 16
 

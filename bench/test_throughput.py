@@ -11,7 +11,8 @@ num_envs / mean.
 
 import pytest
 
-from rock_vec.bench.suites import RUNNERS, WORKLOADS
+from rock_vec.bench.suites import RUNNERS
+from rock_vec.bench.workloads import WORKLOADS
 
 ENV_COUNTS = (4, 16, 64)
 

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from .suites import _import_error
+from .runners import import_error
 
 #: Learner gaps between two steps, in us.
 GAPS_US = (0, 50, 150, 300, 1_000, 3_000)
@@ -147,7 +147,7 @@ def run_sweep(kinds: Sequence[str] = ("busy", "mlp"), gaps_us: Sequence[int] | N
     """
     rows = []
     for kind in kinds:
-        if kind == "mlp" and _import_error("torch"):
+        if kind == "mlp" and import_error("torch"):
             continue
         for n in SWEEP_ENVS if env_counts is None else env_counts:
             envs = {r: make_envs(r, n) for r in RUNNERS}
@@ -324,7 +324,7 @@ def run_ppo(thread_counts: Sequence[int | None] = (None, 1), iterations: int = 8
         its step time: the most any vectorizer could give this loop),
         ``same_losses``, the targets and whether they were met.
     """
-    if _import_error("torch"):
+    if import_error("torch"):
         return []
     import torch
 

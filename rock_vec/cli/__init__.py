@@ -1,2 +1,3 @@
-"""The ``rock-vec`` command (``main``).
+"""The ``rock-vec`` command: ``main`` parses and dispatches; each command
+runs in a module of its own here (see ``main``'s docstring).
 """

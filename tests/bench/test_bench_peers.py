@@ -3,18 +3,20 @@ issue's targets; and the progress bar."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 
 import pytest
 
-from rock_vec.bench import suites as bench
+from rock_vec.bench.groups import BEST_LAYOUT, EVERY_PEER, Group, Target
+from rock_vec.bench.peers import puffer_layouts, puffer_workers
+from rock_vec.bench.runners import OVERSUBSCRIBED
+from rock_vec.bench.suites import PEER_RUNNERS, peer_groups, run_groups
 from rock_vec.cli import main as cli
 
 
 def test_peer_groups_hold_every_runner_each_workload_can_run():
-    groups = bench.peer_groups(["cartpole", "image_f32"], [4, 16])
+    groups = peer_groups(["cartpole", "image_f32"], [4, 16])
     assert [(g.workload, g.num_envs, g.batch_size) for g in groups] == [
         ("cartpole", 4, 2), ("cartpole", 16, 8), ("image_f32", 4, 2), ("image_f32", 16, 8)]
     ours = ("rock_vec", "rock_vec_nocopy", "rock_vec_async", "rock_vec_oversub")
@@ -23,31 +25,29 @@ def test_peer_groups_hold_every_runner_each_workload_can_run():
     assert groups[2].runners == ours + ("gym_sync", "gym_async", "sb3_subproc", "sb3_dummy", "pufferlib")
     assert all(g.peer == "gym_sync" for g in groups)
     assert groups[0].versus == () and groups[2].versus == ()
-    T = bench.Target
-    assert groups[1].versus == (T("rock_vec", 1.9, "pufferlib"), T("rock_vec", 1.0, "envpool_sync"),
-                                T("rock_vec_oversub", 0.8, bench.BEST_LAYOUT))
-    assert groups[3].versus == (T("rock_vec", 2.0, "pufferlib"), T("rock_vec_nocopy", 2.0, "pufferlib"),
-                                T("rock_vec_oversub", 0.8, bench.BEST_LAYOUT))
-    (busy,) = bench.peer_groups(["busy100"], [16])
-    assert busy.versus[0] == T("rock_vec", 1.7, bench.EVERY_PEER)
+    assert groups[1].versus == (Target("rock_vec", 1.9, "pufferlib"), Target("rock_vec", 1.0, "envpool_sync"),
+                                Target("rock_vec_oversub", 0.8, BEST_LAYOUT))
+    assert groups[3].versus == (Target("rock_vec", 2.0, "pufferlib"), Target("rock_vec_nocopy", 2.0, "pufferlib"),
+                                Target("rock_vec_oversub", 0.8, BEST_LAYOUT))
+    (busy,) = peer_groups(["busy100"], [16])
+    assert busy.versus[0] == Target("rock_vec", 1.7, EVERY_PEER)
 
 
 def test_pufferlib_is_measured_in_its_own_layout_and_in_one_worker(monkeypatch):
     monkeypatch.setattr("rock_vec.placement.cpus.usable_cpus", lambda cpus=None: 4)
-    assert bench.puffer_workers(16) == 4 and bench.puffer_workers(6) == 3 and bench.puffer_workers(2) == 2
-    assert bench.puffer_layouts(16) == (None, 16)
+    assert puffer_workers(16) == 4 and puffer_workers(6) == 3 and puffer_workers(2) == 2
+    assert puffer_layouts(16) == (None, 16)
     monkeypatch.setattr("rock_vec.placement.cpus.usable_cpus", lambda cpus=None: 1)
-    assert bench.puffer_workers(16) == 1 and bench.puffer_layouts(16) == (None,)
+    assert puffer_workers(16) == 1 and puffer_layouts(16) == (None,)
 
 
 def test_targets_are_ratios_of_the_measured_medians():
     """A real group: rock_vec, its oversubscribed layout and two peers; every
     ratio and target is recomputed from the medians printed."""
-    group = bench.Group("cartpole", 4, ("rock_vec", "rock_vec_oversub", "gym_sync", "sb3_dummy"), peer="gym_sync",
-                        versus=(bench.Target("rock_vec", 0.01, "sb3_dummy"),
-                                bench.Target("rock_vec", 100.0, bench.EVERY_PEER),
-                                bench.Target("rock_vec_oversub", 0.8, bench.BEST_LAYOUT)))
-    rows = {r["runner"]: r for r in bench.run_groups([group], repeats=1, seconds=0.1, warmup=0.01)}
+    group = Group("cartpole", 4, ("rock_vec", "rock_vec_oversub", "gym_sync", "sb3_dummy"), peer="gym_sync",
+                  versus=(Target("rock_vec", 0.01, "sb3_dummy"), Target("rock_vec", 100.0, EVERY_PEER),
+                          Target("rock_vec_oversub", 0.8, BEST_LAYOUT)))
+    rows = {r["runner"]: r for r in run_groups([group], repeats=1, seconds=0.1, warmup=0.01)}
     speed = {name: r["steps_per_s"] for name, r in rows.items()}
     mine = rows["rock_vec"]
     assert mine["vs"] == {"gym_sync": speed["rock_vec"] / speed["gym_sync"],
@@ -60,16 +60,16 @@ def test_targets_are_ratios_of_the_measured_medians():
                      "met": False}
     (best,) = rows["rock_vec_oversub"]["versus"]
     top = max(speed["rock_vec"], speed["rock_vec_oversub"])
-    assert best == {"over": bench.BEST_LAYOUT, "least": 0.8, "ratio": speed["rock_vec_oversub"] / top,
+    assert best == {"over": BEST_LAYOUT, "least": 0.8, "ratio": speed["rock_vec_oversub"] / top,
                     "met": speed["rock_vec_oversub"] / top >= 0.8}
-    assert rows["rock_vec_oversub"]["num_workers"] == min(4, bench.OVERSUBSCRIBED * len(__import__("os").sched_getaffinity(0)))
+    assert rows["rock_vec_oversub"]["num_workers"] == min(4, OVERSUBSCRIBED * len(__import__("os").sched_getaffinity(0)))
     assert rows["rock_vec_oversub"]["learner_envs"] == 0
 
 
 def test_a_target_over_a_runner_outside_the_group_is_refused():
-    group = bench.Group("cartpole", 4, ("rock_vec", "gym_sync"), versus=(bench.Target("rock_vec", 1.0, "pufferlib"),))
+    group = Group("cartpole", 4, ("rock_vec", "gym_sync"), versus=(Target("rock_vec", 1.0, "pufferlib"),))
     with pytest.raises(ValueError, match="pufferlib is a peer or target of group cartpole x4 but not one of its runners"):
-        bench.run_groups([group], repeats=1, seconds=0.1)
+        run_groups([group], repeats=1, seconds=0.1)
 
 
 def test_peers_command_prints_both_tables_and_the_json(capsys, tmp_path, monkeypatch):
@@ -93,7 +93,7 @@ def test_peers_command_prints_both_tables_and_the_json(capsys, tmp_path, monkeyp
     columns = re.split(r"\s{2,}", head.strip())
     assert columns[:4] == ["workload", "envs", "runner", "steps/s"]
     peers = [c[1:] for c in columns[4:]]
-    assert peers == [p for p in bench.PEER_RUNNERS if p in ran]
+    assert peers == [p for p in PEER_RUNNERS if p in ran]
     lines = captured.out.splitlines()
     start = lines.index(head)
     ours = [re.split(r"\s{2,}", line.strip()) for line in lines[start + 2: start + 6]]
@@ -110,17 +110,3 @@ def test_peers_takes_workloads_and_envs_but_not_runners(capsys):
     assert cli.main(["bench", "--peers", "--runners", "rock_vec"]) == 2
     err = capsys.readouterr().err
     assert "--runners applies to the gym suite only, not to --peers (which runs every peer)" in err
-
-
-def test_the_progress_bar_redraws_one_line_and_prints_other_lines_above():
-    stream = io.StringIO()
-    bar = cli._ProgressBar(stream)
-    bar("skipping pufferlib: pufferlib is not installed")
-    bar("[1/4] cartpole x4 rock_vec default: 60,000 steps/s (repeat 1/1)")
-    bar("[2/4] cartpole x4 gym_sync: 50,000 steps/s (repeat 1/1)")
-    bar("")
-    text = stream.getvalue()
-    assert text.startswith("skipping pufferlib: pufferlib is not installed\n")
-    assert "[######..................] 1/4 cartpole x4 rock_vec default" in text
-    assert "\r\033[K[############............] 2/4 cartpole x4 gym_sync" in text
-    assert text.endswith("\r\033[K")  # cleared before the table prints

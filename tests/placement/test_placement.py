@@ -10,6 +10,7 @@ import pytest
 
 import rock_vec
 from rock_vec.cli import main as cli
+from rock_vec.cli.topology import plan_command, topology_command
 from rock_vec.placement import plan as placement, topology
 from rock_vec.placement.topology import format_cpulist, parse_cpulist
 
@@ -39,7 +40,7 @@ def test_this_machines_topology_covers_exactly_the_cpus_this_process_may_use():
     assert set(top.allowed) <= {c for cpus in top.nodes.values() for c in cpus}
 
 
-def test_two_sockets_with_eight_gpus(tmp_path):
+def test_a_gpus_workers_get_whole_cores_of_its_node_and_the_learner_its_first_core(tmp_path):
     top = machine(tmp_path, "two_sockets_eight_gpus")
     assert sorted(top.nodes) == [0, 1] and len(top.cores) == 64 and len(top.allowed) == 128
     assert all(len(core.cpus) == 2 and core.cpus[1] == core.cpus[0] + 64 for core in top.cores)
@@ -71,7 +72,7 @@ def test_four_nodes_spill_to_the_nearest_node_first(tmp_path):
     assert [m[0] for m in plan.mems] == [0] * 15 + [1] * 5  # node 1 (distance 11) before 2 and 3 (20)
 
 
-def test_bad_requests_get_clear_errors(tmp_path):
+def test_a_plan_that_cannot_be_made_says_why(tmp_path):
     top = machine(tmp_path, "two_sockets_eight_gpus", allowed=range(0, 16))
     with pytest.raises(ValueError, match=r"no GPU 9 on this machine; GPUs: 0 \(0000:07:00.0\), 1 \(0000:0f:00.0\)"):
         placement.plan(top, 2, gpu=9)
@@ -85,7 +86,7 @@ def test_bad_requests_get_clear_errors(tmp_path):
 
 def test_the_commands_print_topology_and_plan_readably(tmp_path, capsys):
     machine(tmp_path, "two_sockets_eight_gpus")
-    assert cli._topology(str(tmp_path)) == 0
+    assert topology_command(str(tmp_path)) == 0
     out = capsys.readouterr().out
     assert "2 NUMA node(s), 64 cores, 128 CPUs" in out and "node 1: cpus 32-63,96-127, 32 cores  distances 21 10" in out
     assert "GPU 5: 0000:90:00.0, node 1, local cpus 32-63,96-127" in out
@@ -93,7 +94,7 @@ def test_the_commands_print_topology_and_plan_readably(tmp_path, capsys):
     class Args:
         workers, gpu, learner_cores, strict, cpus = 2, "5", 1, False, None
 
-    assert cli._plan(Args, str(tmp_path)) == 0
+    assert plan_command(Args, str(tmp_path)) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[:3] == ["node 1, GPU 5 (0000:90:00.0)", "learner    cpus 32,96",
                                     "worker 0   cpus 33,97        memory on node 1"]
