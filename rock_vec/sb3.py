@@ -24,9 +24,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from .errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
 from .engine.options import PoolOptions
 from .engine.session import PoolSession, options_and_env_kwargs
+from .errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
 
 
 class RockVecEnv(VecEnv):

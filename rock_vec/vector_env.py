@@ -17,11 +17,11 @@ from gymnasium.vector.async_vector_env import AsyncState
 
 from . import errors
 from .engine.arrays import ArrayBackend
-from .envpool_api import EnvPoolAPI
-from .worker.hosting import FORBIDDEN_CALLS
-from .infos import batch_infos
 from .engine.options import PoolOptions
 from .engine.session import PoolSession, options_and_env_kwargs
+from .envpool_api import EnvPoolAPI
+from .infos import batch_infos
+from .worker.hosting import FORBIDDEN_CALLS
 
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 

@@ -48,14 +48,13 @@ from ..segment import registry
 from ..worker import main_module
 from .base import child_environment, python_running, record_exit
 
-
 # ---------------------------------------------------------------- server side
 
 
 class _Pool:
     def __init__(self, path: str):
-        from ..worker.hosting import load_env_source
         from ..segment.mapping import Segment
+        from ..worker.hosting import load_env_source
 
         self.path = path
         self.seg = Segment.attach(path)

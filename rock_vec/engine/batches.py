@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..segment import codec
 from .. import errors
 from .._core import ffi, lib
+from ..segment import codec
 from .split import LOCAL
 
 

@@ -20,14 +20,13 @@ from gymnasium.spaces import Space
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_differing_spaces, batch_space
 
-from ..segment import codec, protocol
-from . import split
-from .._core import lib
-from ..segment.actions import Actions
-from ..worker.hosting import env_spec
-from ..segment.layout import LeafIO
-from .options import PoolOptions, check_int
 from ..placement.cpus import usable_cpus
+from ..segment import codec, protocol
+from ..segment.actions import Actions
+from ..segment.layout import LeafIO
+from ..worker.hosting import env_spec
+from . import split
+from .options import PoolOptions, check_int
 from .pool import Pool
 from .split import Split
 

@@ -9,8 +9,8 @@ beside the training and never touches it. Labels: ``pool`` (its id),
 
 from __future__ import annotations
 
-from . import monitor
 from ..segment import registry
+from . import monitor
 
 
 class PoolCollector:

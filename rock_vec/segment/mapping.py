@@ -22,8 +22,8 @@ from collections.abc import Callable
 import numpy as np
 
 from .._core import ffi, lib
-from .layout import Arena, array_views
 from . import registry
+from .layout import Arena, array_views
 from .processes import pid_alive
 
 SHM_DIR = "/dev/shm"

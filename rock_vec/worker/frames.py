@@ -15,8 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..segment.layout import (FRAME_BYTES, FRAME_NOT_AN_IMAGE, FRAME_NOT_RGB_ARRAY, FRAME_OK,
-                              FRAME_RENDER_RAISED, FRAME_SLOTS, write_text)
+from ..segment.layout import (
+    FRAME_BYTES,
+    FRAME_NOT_AN_IMAGE,
+    FRAME_NOT_RGB_ARRAY,
+    FRAME_OK,
+    FRAME_RENDER_RAISED,
+    FRAME_SLOTS,
+    write_text,
+)
 
 
 class FrameServer:

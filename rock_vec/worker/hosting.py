@@ -20,12 +20,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from ..segment import codec
 from .. import errors
 from .._core import ffi, lib
-from .frames import FrameServer
+from ..segment import codec
 from ..segment.actions import Actions, action_leaves
 from ..segment.layout import LeafIO, leaves_of
+from .frames import FrameServer
 
 #: Names that ``call`` refuses (gymnasium's list: use the methods themselves).
 FORBIDDEN_CALLS = ("reset", "step", "close", "_setattr", "_check_spaces")

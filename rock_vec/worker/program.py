@@ -22,14 +22,14 @@ import time
 
 import cloudpickle
 
-from ..segment import codec, protocol, registry
 from .. import errors
-from . import main_module
 from .._core import ffi, lib
-from .hosting import EnvHost, EnvSource, load_env_source
+from ..segment import codec, protocol, registry
 from ..segment.layout import write_text
-from .rhythm import Rhythm
 from ..segment.mapping import Segment
+from . import main_module
+from .hosting import EnvHost, EnvSource, load_env_source
+from .rhythm import Rhythm
 
 #: How often a waiting worker looks at the learner's heartbeat.
 POLL_NS = 200_000_000
