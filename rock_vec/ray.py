@@ -30,7 +30,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 from gymnasium.vector import AutoresetMode
+
+from . import vector_env
+from .engine.options import PoolOptions
 
 
 def register(name: str, env: str | Callable[[dict], Any], **options: Any) -> str:
@@ -67,8 +71,6 @@ class PoolCreator:
     envs (``gym_env_vectorize_mode="vector_entry_point"``), else one env."""
 
     def __init__(self, env: str | Callable[[dict], Any], options: dict[str, Any]):
-        from .engine.options import PoolOptions
-
         mode = AutoresetMode(options.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         if mode != AutoresetMode.NEXT_STEP:
             raise ValueError(f"RLlib's SingleAgentEnvRunner steps NEXT_STEP autoreset, got autoreset_mode={mode}")
@@ -84,8 +86,6 @@ class PoolCreator:
         num_envs = config.pop("num_envs", None)
         if num_envs is None:  # RLlib wants one env (spaces, evaluation without vectorizing)
             return self._one_env(config)
-        from . import vector_env
-
         # In the EnvRunner's actor the pool sizes itself to Ray's grant and
         # keeps the actor's torch off its workers (rock_vec.placement.cpus).
         if isinstance(self.env, str):
@@ -94,8 +94,6 @@ class PoolCreator:
 
     def _one_env(self, config: dict) -> Any:
         if isinstance(self.env, str):
-            import gymnasium as gym
-
             return gym.make(self.env, **config)
         return self.env(config)
 

@@ -16,6 +16,7 @@ says whether the end was a truncation. Rewards are float32 and dones bool, as
 from __future__ import annotations
 
 import collections
+import warnings
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -170,8 +171,6 @@ class RockVecEnv(VecEnv):
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         if self.render_mode != "rgb_array":
-            import warnings
-
             warnings.warn(
                 f"The render mode is {self.render_mode}, but this method assumes it is `rgb_array` to obtain images.")
             return [None for _ in range(self.num_envs)]

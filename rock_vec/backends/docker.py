@@ -31,7 +31,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from .._version import __version__
+from ..placement.topology import format_cpulist
 from .base import record_exit
+from .forkserver import ForkServer
 
 #: Where the segment appears inside a container.
 SEGMENT_IN_CONTAINER = "/rock_vec/segment"
@@ -62,8 +65,6 @@ def client():
 
 
 def default_image() -> str:
-    from .._version import __version__
-
     return f"rock-vec-worker:{__version__}"
 
 
@@ -117,8 +118,6 @@ class DockerBackend:
                   LABEL_HOST: socket.gethostname()}
         placed = {}
         if self.placement is not None:
-            from ..placement.topology import format_cpulist
-
             placed = {"cpuset_cpus": format_cpulist(self.placement.workers[index])}
             if self.placement.mems[index]:  # none when the pool is only confined to CPUs
                 placed["cpuset_mems"] = format_cpulist(self.placement.mems[index])
@@ -169,8 +168,6 @@ class DockerBackend:
         containers and unlinks its segment's name if the learner dies
         without closing it."""
         try:
-            from .forkserver import ForkServer
-
             ForkServer.get().request({"op": "watch_containers", "label": f"{LABEL_POOL}={self.pool_id}",
                                       "docker_host": os.environ.get("DOCKER_HOST"), "segment": segment_path},
                                      "watching", 30)
@@ -196,8 +193,6 @@ class DockerBackend:
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         try:
-            from .forkserver import ForkServer
-
             ForkServer.get().request({"op": "unwatch_containers", "label": f"{LABEL_POOL}={self.pool_id}"},
                                      "unwatched", 5)
         except Exception:  # noqa: BLE001

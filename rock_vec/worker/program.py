@@ -24,6 +24,7 @@ import cloudpickle
 
 from .. import errors
 from .._core import ffi, lib
+from ..placement import plan as placement
 from ..segment import codec, protocol, registry
 from ..segment.layout import write_text
 from ..segment.mapping import Segment
@@ -140,9 +141,7 @@ class Worker:
         notice = main_module.run(self.seg.manifest.get("main"))  # already run if forked from the fork server
         placed = self.seg.manifest.get("placement")
         if placed is not None:  # before building envs: their memory lands on the worker's node
-            from ..placement.plan import apply
-
-            why = apply(placed["workers"][self.index], placed["mems"][self.index])
+            why = placement.apply(placed["workers"][self.index], placed["mems"][self.index])
             notice = notice or (f"rock_vec pinned its workers but could not bind their memory ({why})" if why
                                 else None)
         if self.host.source is None:
