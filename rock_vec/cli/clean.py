@@ -23,6 +23,7 @@ def clean_command(args) -> int:
     from ..segment.mapping import stale_segments, sweep_stale
 
     dry = args.dry_run
+    listings = [e for e in registry.entries() if e["stale"]]  # before the sweep, which drops its learners' too
     segments = stale_segments() if dry else sweep_stale()
     for path in segments:
         print(f"{'would remove' if dry else 'removed'} {path}")
@@ -34,7 +35,8 @@ def clean_command(args) -> int:
             except Exception:  # noqa: BLE001 - auto-remove got there first
                 pass
         print(f"{'would remove' if dry else 'removed'} container {c.name} (learner {c.labels.get(LABEL_LEARNER)})")
-    listings = [e for e in registry.entries() if e["stale"]] if dry else registry.remove_stale()
+    if not dry:
+        registry.remove_stale()
     for e in listings:
         print(f"{'would remove' if dry else 'removed'} listing of pool {e['pool']} (learner {e['learner_pid']})")
     verb = "found (dry run: nothing removed)" if dry else "removed"
