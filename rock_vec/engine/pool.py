@@ -570,11 +570,23 @@ class Pool:
 
 
 _warned: set[str] = set()
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # rock_vec/
 
 
 def _warn_once(notices) -> None:
-    """Warns of each notice a worker sent at startup, once per process."""
+    """Warns of each notice a worker sent at startup, once per process, at
+    the user's line that built the pool."""
     for notice in notices:
         if isinstance(notice, str) and notice not in _warned:
             _warned.add(notice)
-            warnings.warn(notice, RuntimeWarning, stacklevel=5)
+            warnings.warn(notice, RuntimeWarning, stacklevel=_outside_the_package())
+
+
+def _outside_the_package() -> int:
+    """``warnings.warn``'s stacklevel, for a warning raised by this function's
+    caller, of the first frame outside rock_vec: the user's call, however
+    deep the faces and the engine sit (Python 3.12's skip_file_prefixes)."""
+    level, frame = 2, sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    return level

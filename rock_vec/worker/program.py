@@ -5,7 +5,7 @@
 A worker needs nothing from the learner but the segment path and its index:
 the manifest in the segment says which envs it hosts, how to build them and
 where every array lives. The local backend forks it from a preloaded fork
-server (rock_vec.forkserver); a container runs this same module.
+server (rock_vec.backends.forkserver); a container runs this same module.
 
 Commands arrive through the worker's slot (rv_worker_wait), results are
 written in place into the segment, and rv_worker_done publishes them. An

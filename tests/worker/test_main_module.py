@@ -110,6 +110,7 @@ def test_an_unguarded_script_runs_in_workers_only_up_to_the_pool_and_is_told_so(
     assert result["ok"]
     assert stderr.count("creates a pool at its top level (line 9)") == 1, stderr
     assert "RuntimeWarning" in stderr and "if __name__ == " in stderr
+    assert f"{tmp_path / 'job' / 'train.py'}:9: RuntimeWarning" in stderr  # told at the user's own line
     before = [m for m in marks if m.startswith("before")]
     after = [m for m in marks if m.startswith("after")]
     assert len(before) == 2 and after == [f"after {result['learner']}"]  # the worker stopped at the pool line
