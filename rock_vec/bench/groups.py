@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from .runners import Runner, import_error, runner_named, check_case, layout_label, layouts_for, unavailable
+from .runners import Runner, check_case, import_error, layout_label, layouts_for, runner_named, unavailable
 from .workloads import workload_named
 
 #: ``Target.over``: the row's least ratio over each peer (every runner of the group not ours).

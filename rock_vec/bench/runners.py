@@ -37,8 +37,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..vector_env import make_vec
-from .peers import envpool_envs, gym_async_envs, gym_sync_envs, pufferlib_envs, sb3_dummy_envs, sb3_subproc_envs, puffer_layouts
-from .rllib_runner import rllib_rock_vec_runner, rllib_rock_vec_direct_runner, rllib_sync_runner, runner_learner_envs
+from .peers import (
+    envpool_envs,
+    gym_async_envs,
+    gym_sync_envs,
+    puffer_layouts,
+    pufferlib_envs,
+    sb3_dummy_envs,
+    sb3_subproc_envs,
+)
+from .rllib_runner import rllib_rock_vec_direct_runner, rllib_rock_vec_runner, rllib_sync_runner, runner_learner_envs
 from .workloads import WORKLOADS, Workload, workload_named
 
 # ---------------------------------------------------------------- rock_vec's own layouts

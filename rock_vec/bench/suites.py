@@ -26,9 +26,8 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from .groups import (BEST_LAYOUT, EVERY_PEER, Group, Target, cases_of, check_group, summarise,
-                     group_unavailable)
-from .runners import RUNNER_SPECS, runner_named, layout_label, make_envs, unavailable
+from .groups import BEST_LAYOUT, EVERY_PEER, Group, Target, cases_of, check_group, group_unavailable, summarise
+from .runners import RUNNER_SPECS, layout_label, make_envs, runner_named, unavailable
 from .timing import measure
 from .workloads import workload_named
 

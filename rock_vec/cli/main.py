@@ -33,7 +33,6 @@ from .topology import plan_command, topology_command
 from .watch import watch_command
 
 
-
 def _csv(kind: Callable[[str], object], choices: Sequence[str] | None = None, minimum: int = 1):
     """An argparse type: a comma-separated list of ``kind`` values (ints at least ``minimum``)."""
 

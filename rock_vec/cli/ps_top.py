@@ -65,9 +65,9 @@ def top_command(args) -> int:
     from ..observe import monitor
 
     try:
+        from rich import box
         from rich.console import Console, Group
         from rich.live import Live
-        from rich import box
         from rich.table import Table
         from rich.text import Text
     except ImportError:

@@ -42,7 +42,8 @@ def topology_command(root: str = "/sys") -> int:
 
 def plan_command(args, root: str = "/sys") -> int:
     """Prints placement='numa''s plan for ``args.workers`` workers; a plan that cannot be made is a usage error."""
-    from ..placement import plan as placement, topology
+    from ..placement import plan as placement
+    from ..placement import topology
 
     gpu = int(args.gpu) if args.gpu is not None and args.gpu.isdigit() else args.gpu
     try:
