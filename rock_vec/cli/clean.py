@@ -13,6 +13,8 @@ SDK is only such a note.
 
 from __future__ import annotations
 
+import socket
+
 from .exits import EXIT_OK
 
 
@@ -48,8 +50,6 @@ def clean_command(args) -> int:
 def _stray_containers() -> tuple[list, str | None]:
     """Containers of the docker backend whose learner (on this host) is gone,
     and why none could be looked for (no SDK, no engine), or None."""
-    import socket
-
     from ..backends.docker import LABEL_HOST, LABEL_LEARNER
     from ..segment.processes import pid_alive
 

@@ -11,14 +11,13 @@ itself, whose RuntimeError names what to install.
 from __future__ import annotations
 
 import sys
+import time
 
 from .exits import EXIT_FAILED, EXIT_OK
 
 
 def serve_metrics_command(args) -> int:
     """Serves /metrics on ``args.addr``:``args.port`` until interrupted; returns the exit code."""
-    import time
-
     from ..observe import metrics
 
     try:

@@ -11,14 +11,13 @@ says so when it is missing.
 from __future__ import annotations
 
 import sys
+import time
 
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def ps_command() -> int:
     """Prints this user's pools and their workers; returns the exit code."""
-    import time
-
     from ..segment import registry
     from ..segment.processes import pid_alive
 
@@ -60,8 +59,6 @@ def _counters_of(entry: dict) -> dict:
 
 def top_command(args) -> int:
     """Shows one running pool's counters every ``args.interval`` seconds until interrupted (once with ``--once``)."""
-    import time
-
     from ..observe import monitor
 
     try:

@@ -12,17 +12,17 @@ install.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
+import time
 
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def watch_command(args, parser) -> int:
     """Runs ``rock-vec watch``: grabs grids for ``args.seconds``; returns the exit code."""
-    import os
-    import time
-
     from ..observe import monitor, tiles
     from ..observe.watch import FrameWatcher
 
@@ -94,8 +94,6 @@ def _frame_writer(path: str, fps: float):
         RuntimeError: what writing ``path`` needs is missing (Pillow, ffmpeg).
     """
     if path.lower().endswith(".mp4"):
-        import subprocess
-
         ffmpeg = shutil.which("ffmpeg")
         if ffmpeg is None:
             raise RuntimeError("an .mp4 needs ffmpeg on the PATH; write a .gif instead")
@@ -142,8 +140,6 @@ def _live_window():
     Raises:
         RuntimeError: no display, or no matplotlib.
     """
-    import os
-
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         raise RuntimeError("--live needs a display (DISPLAY is not set): write the frames with --out FILE")
     try:
