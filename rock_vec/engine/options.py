@@ -98,6 +98,10 @@ class PoolOptions:
     device: Any = None
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # a numpy int is an int to users; the manifest (JSON) wants Python's
+            value = getattr(self, f.name)
+            if isinstance(value, np.integer):
+                object.__setattr__(self, f.name, int(value))
         check_int("envs_per_worker", self.envs_per_worker)
         check_int("num_workers", self.num_workers)
         check_int("learner_envs", self.learner_envs, minimum=0)

@@ -249,6 +249,18 @@ def test_a_keyword_of_both_the_env_and_the_pool_is_refused_until_env_kwargs_say_
         envs.close()
 
 
+def test_numpy_ints_are_ints_for_every_option():
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=np.int64(4), batch_size=np.int32(2), envs_per_worker=np.int64(2),
+                             info_bytes=np.uint16(4096), max_restarts=np.int8(1))
+    try:
+        assert envs.num_workers == 2 and type(envs._pool.batch_size) is int
+        envs.async_reset(seed=0)
+        obs, *_, info = envs.recv()
+        assert obs.shape == (2, 4)
+    finally:
+        envs.close()
+
+
 def test_an_unknown_option_is_a_type_error_naming_the_valid_ones():
     with pytest.raises(TypeError, match="AsyncVectorEnv got an unexpected keyword argument 'env_per_worker'; "
                                         "rock_vec's options are envs_per_worker, num_workers, learner_envs"):
