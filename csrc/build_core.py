@@ -18,7 +18,7 @@ typedef struct { uint32_t cmd_seq; uint32_t cmd; uint64_t cmd_len; uint64_t cmd_
 typedef struct { uint64_t magic; uint32_t version; uint32_t header_size;
   uint64_t total_size; uint32_t num_envs; uint32_t num_workers;
   uint64_t workers_off; uint64_t manifest_off; uint64_t manifest_len;
-  uint64_t learner_heartbeat_ns; int32_t learner_pid; uint32_t closing;
+  uint64_t learner_heartbeat_ns; int32_t learner_pid; uint32_t closing; uint32_t learner_crowded;
   uint32_t done_count; uint32_t done_target; uint32_t learner_sleeping;
   uint32_t wake_seq; uint32_t fault_count; uint32_t error_count;
   uint32_t rows_claimed; uint32_t block_waited; ...; } rv_header_t;

@@ -99,7 +99,8 @@ typedef struct rv_header {
   uint64_t learner_heartbeat_ns; /* CLOCK_MONOTONIC, refreshed by a C thread */
   int32_t learner_pid;
   uint32_t closing; /* 1 once the learner started closing the pool */
-  uint8_t _pad1[RV_CACHE_LINE - 16];
+  uint32_t learner_crowded; /* 1 while the learner's own other threads keep CPUs busy: workers sleep between commands */
+  uint8_t _pad1[RV_CACHE_LINE - 20];
 
   /* Line 2 - completions: workers add, the learner waits. */
   uint32_t done_count;       /* +1 per finished command */

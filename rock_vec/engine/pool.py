@@ -38,6 +38,7 @@ from ..segment.mapping import Segment, lay_out
 from ..worker import main_module
 from ..worker.hosting import EnvHost, EnvSource, make_source
 from .batches import AsyncBatches, ring_capacity, ring_geometry
+from .crowding import Crowding
 from .options import PoolOptions, check_int
 from .split import LOCAL, Split
 from .split import ranges as split_ranges
@@ -158,7 +159,11 @@ class Pool:
         self.host_of = np.repeat([LOCAL, *range(num_workers)], sizes)  # env -> host (LOCAL: the learner)
         self.hosts = ([LOCAL] if split.learner_envs else []) + list(range(num_workers))
         self.on_worker_failure, self.max_restarts = options.on_worker_failure, options.max_restarts
-        self.spin_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers, usable_cpus(options.cpus))
+        self.spin_budget_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers,
+                                                                usable_cpus(options.cpus))
+        # 'auto' spins only while the learner's own threads leave the CPUs free.
+        self.crowding = Crowding() if options.wait_policy == "auto" and self.spin_budget_ns + self.worker_spin_ns else None
+        self.crowded = False
         self.placement = _placement(options, split)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)
         self.act_leaves = action_leaves(act_space, codec_bytes)
@@ -277,6 +282,9 @@ class Pool:
         """
         if self.broken is not None:
             raise self.broken
+        if self.crowding is not None and self.crowding.sample() != self.crowded:
+            self.crowded = not self.crowded
+            self.seg.header.learner_crowded = self.crowded  # read by each worker as it plans its next wait
         local = self.local is not None and (hosts is None or LOCAL in hosts)
         remote = self._all if hosts is None else [h for h in hosts if h != LOCAL]
         blobs = {}
@@ -307,6 +315,11 @@ class Pool:
                     raise error
             return
         self._pending = list(self.hosts if hosts is None else hosts)
+
+    @property
+    def spin_ns(self) -> int:
+        """How long the learner spins for its workers before it sleeps, now."""
+        return 0 if self.crowded else self.spin_budget_ns
 
     def _run_local(self, what: str) -> BaseException | None:
         """Runs the learner's share of the pending command; returns the

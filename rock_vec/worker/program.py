@@ -80,7 +80,7 @@ class Worker:
         }
         while True:
             idle_since = lib.rv_now_ns()
-            doze, spin = self.rhythm.plan()
+            doze, spin = self.rhythm.plan(crowded=bool(self.header.learner_crowded))
             while True:  # a plan longer than POLL_NS goes on after each look at the learner
                 waited = lib.rv_now_ns() - idle_since
                 rc = lib.rv_worker_wait(self.slot, seq, max(0, doze - waited),

@@ -90,8 +90,11 @@ class Rhythm:
         """How early a doze must end to be spinning in time."""
         return MARGIN_NS + (_quantile(sorted(self.delays), LATE_Q) if self.delays else 0)
 
-    def plan(self) -> tuple[int, int]:
-        if self.budget_ns <= 0:
+    def plan(self, crowded: bool = False) -> tuple[int, int]:
+        """The next wait. ``crowded``: the learner's own threads keep the
+        CPUs busy (``rock_vec.engine.crowding``), so the worker sleeps until
+        woken: a spin there would yield its CPU to them a slice at a time."""
+        if self.budget_ns <= 0 or crowded:
             return 0, 0
         if not self.dozes or len(self.gaps) < WARMUP:
             return 0, self.budget_ns

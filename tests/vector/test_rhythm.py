@@ -6,13 +6,14 @@ import time
 
 import numpy as np
 import pytest
+from busy_threads import Burner
+from sample_envs import SpaceEnv
 
 import rock_vec
-from rock_vec.engine import pool
+from rock_vec.engine import crowding, pool
 from rock_vec.placement.cpus import usable_cpus
 from rock_vec.worker import rhythm
 from rock_vec.worker.rhythm import MARGIN_NS, WARMUP, WINDOW, Rhythm
-from sample_envs import SpaceEnv
 
 US = 1_000
 MS = 1_000_000
@@ -164,3 +165,39 @@ def test_a_learner_on_a_steady_rhythm_finds_its_worker_awake():
     # that comes before it is back in its futex).
     assert blocking_woken > 0.8 * blocking_steps
     assert woken < steps // 2, f"the worker was asleep for {woken} of {steps} commands"
+
+
+def test_while_the_learner_is_crowded_a_worker_sleeps_until_woken():
+    # Crowded: the learner's own threads (torch's) keep the CPUs busy (rock_vec.engine.crowding).
+    assert steady(Rhythm(200 * US), 1 * MS).plan(crowded=True) == (0, 0)
+    assert steady(Rhythm(200 * US), 1 * MS).plan(crowded=False) == (0, 1 * MS + MARGIN_NS)
+
+
+def test_while_the_learners_own_threads_keep_a_cpu_busy_its_worker_sleeps_and_spins_again_after():
+    if pool.spin_budgets("auto", 1, usable_cpus())[1] == 0:
+        pytest.skip("this machine has no CPU for a worker to spin on")
+    envs = rock_vec.AsyncVectorEnv([lambda: SpaceEnv()] * 2, num_workers=1, learner_envs=0)
+    try:
+        envs.reset(seed=0)
+        actions = envs.action_space.sample()
+        p = envs.unwrapped._pool
+        slot = p.seg.slot(0)
+
+        def run(steps: int) -> int:
+            before = slot.woken
+            for _ in range(steps):
+                _busy(200_000)
+                envs.step(actions)
+            return slot.woken - before
+
+        with Burner():
+            run(8)
+            assert p.seg.header.learner_crowded == 1 and p.spin_ns == 0
+            woken = run(100)
+        assert woken > 80, f"crowded, the worker was asleep for only {woken} of 100 commands"
+        run(crowding.HOLD + 2)
+        assert p.seg.header.learner_crowded == 0 and p.spin_ns == p.spin_budget_ns
+        woken = run(300)
+        assert woken < 150, f"no longer crowded, the worker was asleep for {woken} of 300 commands"
+    finally:
+        envs.close()
