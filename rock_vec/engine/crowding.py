@@ -15,8 +15,9 @@ steps/s with spinning waiters, 0.8x with sleeping ones; at 1 thread,
 spinning waiters are the faster (0.6x the sleeping ones' step time).
 
 The learner sees such threads in its own CPU clocks: the process's CPU time
-grows faster than the calling thread's. Two clock reads per command
-(~0.25 us each here), no thread list.
+grows faster than the calling thread's. The process's clock sums every
+thread's (3-5 us a read here, more while another thread runs), so the
+clocks are read at one command in EVERY, no thread list.
 """
 
 from __future__ import annotations
@@ -30,18 +31,27 @@ CROWDED_SHARE = 1 / 8
 #: with a parallel region every few steps stays crowded, and one that ends
 #: (torch set to one thread, an evaluation without torch) is left this fast.
 HOLD = 64
+#: The clocks are read at one command in this many (the share is over the time between reads).
+EVERY = 8
 
 
 class Crowding:
-    """Samples, at each command, the CPU time the learner's other threads
-    took since the previous one."""
+    """Told of each command; at one in ``EVERY`` reads the CPU time the
+    learner's other threads took since the previous reading."""
 
     def __init__(self):
         self.wall, self.process, self.thread = time.perf_counter_ns(), time.process_time_ns(), time.thread_time_ns()
         self.left = 0  # commands still crowded
+        self.count = 0  # commands since the clocks were read
 
     def sample(self) -> bool:
-        """Whether the CPUs are crowded now (this sample or one of the last ``HOLD``)."""
+        """Whether the CPUs are crowded now: the last reading (one in
+        ``EVERY`` commands) or one within the last ``HOLD`` commands was."""
+        self.count += 1
+        if self.count < EVERY:
+            self.left = max(0, self.left - 1)
+            return self.left > 0
+        self.count = 0
         wall, process, thread = time.perf_counter_ns(), time.process_time_ns(), time.thread_time_ns()
         others = (process - self.process) - (thread - self.thread)
         if others > CROWDED_SHARE * (wall - self.wall):

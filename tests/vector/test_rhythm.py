@@ -195,7 +195,7 @@ def test_while_the_learners_own_threads_keep_a_cpu_busy_its_worker_sleeps_and_sp
             assert p.seg.header.learner_crowded == 1 and p.spin_ns == 0
             woken = run(100)
         assert woken > 80, f"crowded, the worker was asleep for only {woken} of 100 commands"
-        run(crowding.HOLD + 2)
+        run(crowding.HOLD + crowding.EVERY + 2)
         assert p.seg.header.learner_crowded == 0 and p.spin_ns == p.spin_budget_ns
         woken = run(300)
         assert woken < 150, f"no longer crowded, the worker was asleep for {woken} of 300 commands"
