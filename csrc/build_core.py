@@ -42,6 +42,7 @@ typedef struct { uint32_t seq; uint32_t asleep; int64_t doze_late_ns; int64_t st
 int rv_worker_wait(rv_worker_slot_t *s, uint32_t last_seq, int64_t doze_ns, int64_t spin_ns,
                    int64_t timeout_ns, rv_wait_seen_t *seen);
 int rv_set_timer_slack(uint64_t ns);
+int rv_current_cpu(void);
 void rv_worker_done(rv_header_t *h, rv_worker_slot_t *s, uint32_t seq,
                     uint32_t status, uint64_t reply_len, uint32_t n);
 uint32_t rv_claim_row(rv_header_t *h, uint32_t rows);

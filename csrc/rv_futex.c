@@ -43,3 +43,5 @@ int rv_set_timer_slack(uint64_t ns) {
 }
 
 void rv_yield(void) { sched_yield(); }
+
+int rv_current_cpu(void) { return sched_getcpu(); }

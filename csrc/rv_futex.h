@@ -32,6 +32,10 @@ int rv_set_timer_slack(uint64_t ns);
  * learner and a worker on one CPU at times. Returns at once otherwise. */
 void rv_yield(void);
 
+/* The CPU the calling thread runs on now (sched_getcpu: read from the
+ * kernel's per-thread rseq area, no syscall), or -1. Any caller. */
+int rv_current_cpu(void);
+
 /* Wake up to n sleepers on word. Any caller; never blocks. */
 void rv_futex_wake(uint32_t *word, int n);
 

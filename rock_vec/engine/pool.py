@@ -38,7 +38,7 @@ from ..segment.mapping import Segment, lay_out
 from ..worker import main_module
 from ..worker.hosting import EnvHost, EnvSource, make_source
 from .batches import AsyncBatches, ring_capacity, ring_geometry
-from .crowding import Crowding
+from .crowding import Crowding, KeepOff
 from .options import PoolOptions, check_int
 from .split import LOCAL, Split
 from .split import ranges as split_ranges
@@ -161,9 +161,12 @@ class Pool:
         self.on_worker_failure, self.max_restarts = options.on_worker_failure, options.max_restarts
         self.spin_budget_ns, self.worker_spin_ns = spin_budgets(options.wait_policy, num_workers,
                                                                 usable_cpus(options.cpus))
-        # 'auto' spins only while the learner's own threads leave the CPUs free.
-        self.crowding = Crowding() if options.wait_policy == "auto" and self.spin_budget_ns + self.worker_spin_ns else None
+        # While the learner's own threads crowd the CPUs nobody spins ('auto') and the
+        # workers keep off the learner's CPU; 'spin' is for machines kept for the job.
+        self.crowding = Crowding() if options.wait_policy != "spin" else None
         self.crowded = False
+        self.keep_off = KeepOff()
+        self.pids: list[int] = []  # the workers' host pids, as their backend started them
         self.placement = _placement(options, split)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)
         self.act_leaves = action_leaves(act_space, codec_bytes)
@@ -282,9 +285,11 @@ class Pool:
         """
         if self.broken is not None:
             raise self.broken
-        if self.crowding is not None and self.crowding.sample() != self.crowded:
-            self.crowded = not self.crowded
-            self.seg.header.learner_crowded = self.crowded  # read by each worker as it plans its next wait
+        if self.crowding is not None:
+            if self.crowding.sample() != self.crowded:
+                self.crowded = not self.crowded
+                self.seg.header.learner_crowded = self.crowded  # read by each worker as it plans its next wait
+            self.keep_off.follow(self.pids, lib.rv_current_cpu() if self.crowded else -1)
         local = self.local is not None and (hosts is None or LOCAL in hosts)
         remote = self._all if hosts is None else [h for h in hosts if h != LOCAL]
         blobs = {}
@@ -553,7 +558,7 @@ class Pool:
             self._silenced.pop(w, None)
             if w not in self._pending:
                 self._pending.append(w)
-            self.backend.spawn(self.seg, [w], timeout=30)
+            self.pids[w] = self.backend.spawn(self.seg, [w], timeout=30)[0]
         registry.record(self.listing())
         return dead
 
