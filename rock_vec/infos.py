@@ -38,3 +38,27 @@ def batch_infos(add_info, info: np.ndarray, lengths: np.ndarray, rows: slice, fi
             items = items[1:]
         infos = add_info(infos, items[0], k)
     return infos
+
+
+def merge_batched(merged: dict, part: dict, offset: int, num_envs: int) -> dict:
+    """Adds ``part``, the batched infos of envs ``offset..`` (another
+    vectorizer's, built by ``_add_info``), into ``merged``, the batched infos
+    of all ``num_envs`` envs, as if ``_add_info`` had added each env in turn:
+    an array is made where its key first appears, of the dtype and item shape
+    the first env with that key gave it (so the first part that has it), and
+    every later part's values are cast into it, as ``_add_info``'s
+    assignments cast them. Returns ``merged``."""
+    for key, value in part.items():
+        if key.startswith("_") and key[1:] in part:
+            continue  # a mask: with its key, below
+        n = len(part[f"_{key}"])
+        if isinstance(value, dict):
+            merged[key] = merge_batched(merged.get(key, {}), value, offset, num_envs)
+        else:
+            if key not in merged:
+                merged[key] = (np.full(num_envs, None, dtype=object) if value.dtype == object else
+                               np.zeros((num_envs, *value.shape[1:]), dtype=value.dtype))
+            merged[key][offset:offset + n] = value
+        mask = merged.setdefault(f"_{key}", np.zeros(num_envs, dtype=np.bool_))
+        mask[offset:offset + n] = part[f"_{key}"]
+    return merged

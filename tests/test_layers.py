@@ -28,7 +28,8 @@ LAYERS = {
     "worker": 2,
     "backends": 3,
     "engine": 4,
-    "": 5,  # the faces: vector_env, envpool_api, infos, sb3, ray; and the envs users name (synthetic, atari)
+    "": 5,  # the faces: vector_env, envpool_api, infos, sb3; and the envs users name (synthetic, atari)
+    "ray": 5,  # the faces past one machine (RLlib's env runners, one VectorEnv over pools on many nodes)
     "observe": 6,
     "bench": 7,
     "cli": 8,

@@ -35,13 +35,15 @@ def _spec_of(env_id: str, env_kwargs: dict, num_envs: int) -> tuple[dict, list |
     """How workers build ``env_id``: the whole EnvSpec as JSON (so a worker
     builds envs only the learner registered: MiniGrid, ALE, a user's own),
     or, when JSON cannot carry the spec or kwargs, pickled constructors
-    (local workers only). Returns (spec, env_fns or None)."""
+    (local workers only) that carry the EnvSpec too. Returns (spec, env_fns
+    or None)."""
+    registered = env_spec(env_id)
     try:
-        spec: dict = {"kind": "make", "env_spec": json.loads(env_spec(env_id).to_json()), "kwargs": env_kwargs}
+        spec: dict = {"kind": "make", "env_spec": json.loads(registered.to_json()), "kwargs": env_kwargs}
         json.dumps(spec)
         return spec, None
     except (TypeError, ValueError, gym.error.Error):
-        return {"kind": "pickle"}, [lambda: gym.make(env_id, **env_kwargs)] * num_envs
+        return {"kind": "pickle"}, [lambda: gym.make(registered, **env_kwargs)] * num_envs
 
 
 def options_and_env_kwargs(env_id: str, kwargs: dict, env_kwargs: dict | None, where: str

@@ -4,71 +4,20 @@ of their own node, and however an EnvRunner or a node ends, nothing of its
 pool stays on that node: no worker, no container, no segment."""
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 
 import psutil
 import pytest
-
-TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for Ray's workers: sample_envs
+from clusters import alive, left_after, local_cluster, mapped_segments, raylet_of, segments_of
 
 pytestmark = pytest.mark.ray
 
 
-def ray_command(*args, env):
-    ray = os.path.join(os.path.dirname(sys.executable), "ray")
-    subprocess.run([ray, *args], env=env, check=True, capture_output=True, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    """Two Ray nodes of 2 CPUs each, and this process connected as the driver.
-    Torn down by killing every process the cluster started."""
-    import ray
-
-    temp = tempfile.mkdtemp(prefix="rv-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, RAY_AUTH_MODE="disabled",
-               PYTHONPATH=os.pathsep.join(filter(None, [TESTS, os.path.dirname(__file__), os.environ.get("PYTHONPATH")])))
-    try:
-        ray_command("start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats", f"--temp-dir={temp}", env=env)
-        ray_command("start", f"--address=127.0.0.1:{port}", "--num-cpus=2", "--disable-usage-stats", env=env)
-        ray.init(address=f"127.0.0.1:{port}")
-        head = ray.get_runtime_context().get_node_id()
-        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-        assert len(nodes) == 2, nodes
-        yield {"head": head, "other": next(n for n in nodes if n != head)}
-    finally:
-        ray.shutdown()
-        ours = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
-        for proc in ours + [c for p in ours for c in _descendants(p)]:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _descendants(proc):
-    try:
-        return proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def raylet_of(node_id):
-    for proc in psutil.process_iter(["cmdline"]):
-        if f"--node_id={node_id}" in (proc.info["cmdline"] or []):
-            return proc
-    raise AssertionError(f"no raylet for node {node_id}")
+    """Two Ray nodes of 2 CPUs each, and this process connected as the driver."""
+    with local_cluster(nodes=2) as nodes:
+        yield {"head": nodes["head"], "other": nodes["others"][0]}
 
 
 def look(er):
@@ -80,31 +29,6 @@ def look(er):
     pool = er.env.unwrapped
     return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "split": pool.split,
             "workers": list(pool.worker_pids), "server": ForkServer.get().pid if pool.worker_pids else None}
-
-
-def segments_of(pid):
-    return [n for n in os.listdir("/dev/shm") if n.startswith(f"rock_vec.{pid}.")]
-
-
-def mapped_segments(pid):
-    """The rock_vec segments process ``pid`` maps (by name, unlinked or not)."""
-    with open(f"/proc/{pid}/maps") as f:
-        return {line.split()[5] for line in f if len(line.split()) > 5 and "/dev/shm/rock_vec." in line}
-
-
-def alive(pid):
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def left_after(seconds, check):
-    """``check()``'s leftovers once they are gone, or after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while (left := check()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 def docker_or_skip():

@@ -70,6 +70,19 @@ def test_make_vec_matches_gymnasium_sync():
     assert_lockstep(ours, ref, 200, seed=[1, 2, 3, 4, 5, 6])
 
 
+def test_make_vec_of_an_id_registered_only_here_with_kwargs_json_cannot_carry():
+    # The workers fork from a server that never saw this registration, and a
+    # space in the kwargs keeps the spec out of JSON: the pickled constructors carry the EnvSpec.
+    gym.register("RockVecHereOnly-v0", entry_point="sample_envs:SpaceEnv", max_episode_steps=5,
+                 kwargs={"observation_space": SPACES["dict"]})
+    try:
+        ours = rock_vec.make_vec("RockVecHereOnly-v0", num_envs=4, learner_envs=0, max_len=9)
+        ref = SyncVectorEnv([lambda: gym.make("RockVecHereOnly-v0", max_len=9)] * 4)
+        assert_lockstep(ours, ref, 30, seed=4)
+    finally:
+        gym.registry.pop("RockVecHereOnly-v0")
+
+
 def test_copy_false_returns_views_valid_until_the_next_call():
     envs = rock_vec.make_vec("CartPole-v1", num_envs=2, copy=False)
     try:

@@ -33,8 +33,8 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
-from . import vector_env
-from .engine.options import PoolOptions
+from .. import vector_env
+from ..engine.options import PoolOptions
 
 
 def register(name: str, env: str | Callable[[dict], Any], **options: Any) -> str:

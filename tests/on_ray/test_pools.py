@@ -1,0 +1,146 @@
+"""One VectorEnv over rock_vec pools on many Ray nodes (``rock_vec.ray.make_vec``,
+``rock_vec.ray.AsyncVectorEnv``), on a real cluster of three nodes on this
+machine: results exactly SyncVectorEnv's, a dead pool named, nothing left."""
+
+import functools
+import os
+import signal
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from clusters import alive, left_after, local_cluster, segments_of
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import sample_envs
+from same import assert_lockstep
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Three Ray nodes of one CPU each."""
+    with local_cluster(nodes=3, cpus=1) as nodes:
+        yield [nodes["head"], *nodes["others"]]
+
+
+def space_envs(n, obs="dict", act="multi_discrete"):
+    make = functools.partial(sample_envs.SpaceEnv, sample_envs.SPACES[obs], sample_envs.SPACES[act])
+    return [make] * n
+
+
+def processes_of(envs):
+    return [p for pool in envs.pools for p in [pool["pid"], *pool["workers"]]]
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLED])
+def test_pools_on_every_node_step_exactly_as_sync_vector_env(cluster, mode):
+    import rock_vec.ray
+
+    envs = rock_vec.ray.AsyncVectorEnv(space_envs(8), autoreset_mode=mode)  # pools="auto": one per node
+    assert sorted(p["node"] for p in envs.pools) == sorted(cluster)
+    assert envs.ranges == [(0, 3), (3, 5), (5, 8)]
+    assert envs.metadata["autoreset_mode"] == mode
+    assert envs.single_observation_space == sample_envs.SPACES["dict"]
+    assert_lockstep(envs, SyncVectorEnv(space_envs(8), autoreset_mode=mode), steps=60, seed=5)
+
+
+def test_tuples_text_and_copy_false_give_the_same_arrays_each_step(cluster):
+    import rock_vec.ray
+
+    fns = space_envs(5, obs="nested", act="discrete")
+    assert_lockstep(rock_vec.ray.AsyncVectorEnv(fns, pools=2), SyncVectorEnv(fns), steps=30, seed=[1, 2, 3, 4, 5])
+    envs = rock_vec.ray.AsyncVectorEnv(space_envs(4, obs="box_f32"), pools=2, copy=False)
+    try:
+        first, _ = envs.reset(seed=0)
+        again = envs.step(envs.action_space.sample())[0]
+        assert again is first and first.flags.writeable  # the learner's own array, as Sync's with copy=False
+    finally:
+        envs.close()
+
+
+def test_make_vec_builds_an_id_only_the_driver_registered_on_every_node(cluster):
+    import rock_vec.ray
+
+    gym.register("RockVecDriverOnly-v0", entry_point="sample_envs:SpaceEnv", max_episode_steps=4,
+                 kwargs={"observation_space": sample_envs.SPACES["box_f32"]})
+    try:
+        envs = rock_vec.ray.make_vec("RockVecDriverOnly-v0", num_envs=6, pools=3, max_len=20)
+        assert len({p["node"] for p in envs.pools}) == 3  # SPREAD: one pool on each node
+        ref = SyncVectorEnv([lambda: gym.make("RockVecDriverOnly-v0", max_len=20)] * 6)
+        assert_lockstep(envs, ref, steps=20, seed=9)
+    finally:
+        gym.registry.pop("RockVecDriverOnly-v0")
+
+
+def test_calls_and_attributes_reach_every_env_in_order(cluster):
+    import rock_vec.ray
+
+    envs = rock_vec.ray.AsyncVectorEnv(space_envs(5), pools=2)
+    try:
+        envs.reset(seed=0)
+        envs.set_attr("max_len", [10, 11, 12, 13, 14])
+        assert envs.get_attr("max_len") == (10, 11, 12, 13, 14)
+        assert envs.call("echo", 1, k=2) == tuple({"args": [1], "kwargs": {"k": 2}, "t": 0} for _ in range(5))
+        with pytest.raises(ValueError, match="Values must be a list or tuple with length equal to the number"):
+            envs.set_attr("max_len", [1, 2])
+    finally:
+        envs.close()
+
+
+def test_bad_arguments_are_refused_before_any_pool_starts(cluster):
+    import rock_vec.ray
+
+    with pytest.raises(ValueError, match="pools must be 'auto' or a positive int, got 0"):
+        rock_vec.ray.AsyncVectorEnv(space_envs(2), pools=0)
+    with pytest.raises(ValueError, match="3 pools cannot share 2 envs"):
+        rock_vec.ray.AsyncVectorEnv(space_envs(2), pools=3)
+    with pytest.raises(RuntimeError, match="no live Ray node has 4 CPU"):
+        rock_vec.ray.AsyncVectorEnv(space_envs(2), cpus_per_pool=4)
+    with pytest.raises(TypeError, match="envs_per_wrker"):
+        rock_vec.ray.AsyncVectorEnv(space_envs(2), envs_per_wrker=1)
+    with pytest.raises(gym.error.Error):
+        rock_vec.ray.make_vec("NoSuchEnv-v9", num_envs=2)
+
+
+def test_an_env_error_in_a_pool_is_raised_as_the_env_raised_it(cluster):
+    import rock_vec.ray
+
+    fns = [functools.partial(sample_envs.FailingEnv, index=i, fail_index=3, fail_step=2) for i in range(4)]
+    envs = rock_vec.ray.AsyncVectorEnv(fns, pools=2)
+    try:
+        envs.reset(seed=0)
+        envs.step(np.zeros(4, dtype=np.int64))
+        with pytest.raises(KeyError, match="boom in env 3"):
+            envs.step(np.zeros(4, dtype=np.int64))
+    finally:
+        envs.close()
+
+
+def test_a_dead_pool_is_named_with_its_node_and_envs_and_close_leaves_nothing_anywhere(cluster):
+    from rock_vec.errors import WorkerDiedError
+    import rock_vec.ray
+
+    envs = rock_vec.ray.AsyncVectorEnv(space_envs(6), learner_envs=0)  # every env in a worker process
+    envs.reset(seed=0)
+    actions = envs.action_space.sample()
+    envs.step(actions)
+    processes = processes_of(envs)
+    doomed = envs.pools[1]
+    assert doomed["workers"] and all(alive(p) for p in processes)
+    os.kill(doomed["pid"], signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(WorkerDiedError) as err:
+        envs.step(actions)
+    assert time.monotonic() - start < 3
+    message = str(err.value)
+    assert f"pool 1 (node {doomed['node']} at {doomed['address']}, actor pid {doomed['pid']}; envs 2..3)" in message
+    assert err.value.env_ids == [2, 3] and err.value.worker == 1
+    # The dead actor's fork server removes its workers and segment.
+    assert not left_after(5, lambda: [p for p in [doomed["pid"], *doomed["workers"]] if alive(p)])
+    assert not left_after(5, lambda: segments_of(doomed["pid"]))
+    envs.close()
+    assert not left_after(10, lambda: [p for p in processes if alive(p)])
+    assert not left_after(5, lambda: [s for pool in envs.pools for s in segments_of(pool["pid"])])
