@@ -28,6 +28,7 @@ each pool's fork server then removes its workers and segment.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,12 @@ from ..infos import merge_batched
 
 #: Seconds ``close`` waits for each pool to close its envs before its actor is killed.
 CLOSE_GRACE_S = 10.0
+#: While a call is out, each pool that has not answered is pinged this often
+#: (the actor answers from a second thread, whatever its step is doing) ...
+PING_S = 0.5
+#: ... and one whose last answer is older than this is dead: Ray itself takes
+#: 15-55 s to declare a node dead with its default health checks.
+DEAD_S = 2.5
 
 
 class PoolActor:
@@ -82,6 +89,9 @@ class PoolActor:
     def close(self) -> None:
         self.envs.close()
 
+    def ping(self) -> bool:
+        return True
+
 
 class AsyncVectorEnv(VectorEnv):
     """``env_fns`` stepped in rock_vec pools on the Ray cluster this driver
@@ -112,6 +122,8 @@ class AsyncVectorEnv(VectorEnv):
 
     _actors: list | tuple = ()  # until the pools start (a refused call ends before)
     _finalizer = None
+    _dead: set[int] = frozenset()  # pools found dead: close does not wait for them
+    _broken: BaseException | None = None  # the error every call raises once a pool died
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], *, pools: int | str = "auto",
                  cpus_per_pool: int | None = None, copy: bool = True,
@@ -150,12 +162,15 @@ class AsyncVectorEnv(VectorEnv):
         self.ranges = list(zip(bounds[:-1], bounds[1:]))
         self._actors: list = []
         self._finalizer = weakref.finalize(self, _kill, ray, self._actors)
+        self._broken, self._dead = None, set()
         remote = ray.remote(PoolActor)
         for (lo, hi), (cpus, strategy) in zip(self.ranges, placements):
-            self._actors.append(remote.options(num_cpus=cpus, scheduling_strategy=strategy).remote(
-                build(lo, hi), spec))
+            # Two threads: one runs the calls (one at a time: this learner waits for each), one answers pings.
+            self._actors.append(remote.options(num_cpus=cpus, scheduling_strategy=strategy, max_concurrency=2)
+                                .remote(build(lo, hi), spec))
         try:
-            self.pools = self._get([a.describe.remote() for a in self._actors], "startup")
+            # No pings yet: an actor answers none before its pool is built.
+            self.pools = self._get([a.describe.remote() for a in self._actors], "startup", watch=False)
             obs_space, act_space, metadata, render_mode, env_spec = ray.get(self._actors[0].spaces.remote())
         except BaseException:
             self.close()
@@ -249,14 +264,17 @@ class AsyncVectorEnv(VectorEnv):
         """Closes every pool (its envs, workers and segment), then ends its actor."""
         ray = _ray()
         if self._actors and ray.is_initialized():
-            done = [a.close.remote() for a in self._actors]
-            ray.wait(done, num_returns=len(done), timeout=CLOSE_GRACE_S)
+            done = [a.close.remote() for p, a in enumerate(self._actors) if p not in self._dead]
+            if done:
+                ray.wait(done, num_returns=len(done), timeout=CLOSE_GRACE_S)
         if self._finalizer is not None:
             self._finalizer()
 
     # ---- the pieces ----
 
     def _check_open(self) -> None:
+        if self._broken is not None:
+            raise self._broken
         if self.closed:
             raise gym.error.ClosedEnvironmentError(f"Trying to operate on `{type(self).__name__}`, after a call to "
                                                    "`close()`.")
@@ -271,25 +289,50 @@ class AsyncVectorEnv(VectorEnv):
         self._out = _join(self.single_observation_space, batches, self._out)
         return self._out
 
-    def _get(self, refs: list, what: str, pools: list[int] | None = None) -> list:
+    def _get(self, refs: list, what: str, pools: list[int] | None = None, watch: bool = True) -> list:
         """The calls' results, in order. A pool's env error is raised as the
-        env raised it; a dead actor as ``WorkerDiedError`` naming the pool."""
+        env raised it; a dead actor, or (``watch``) one that answers no ping
+        for ``DEAD_S`` (its node lost, its process frozen), as
+        ``WorkerDiedError`` naming the pool."""
         ray = _ray()
         pools = list(range(len(refs))) if pools is None else pools
-        try:
-            return ray.get(refs)
-        except ray.exceptions.RayTaskError as exc:
-            raise exc.as_instanceof_cause() from None
-        except ray.exceptions.RayActorError as exc:
-            p = next((p for p, r in zip(pools, refs) if _failed(ray, r)), pools[0])
-            lo, hi = self.ranges[p]
-            where = getattr(self, "pools", None)
-            node = (f"node {where[p]['node']} at {where[p]['address']}, actor pid {where[p]['pid']}" if where
-                    else "while it started")
-            raise errors.WorkerDiedError(
-                f"rock_vec.ray: pool {p} ({node}; envs {lo}..{hi - 1}) died during `{what}`: {exc}",
-                worker=p, pid=where[p]["pid"] if where else -1, env_ids=list(range(lo, hi)), exit_code=None,
-                signal=None) from exc
+        pings: dict[int, tuple[Any, float]] = {}  # pool -> (its ping, when the last answer or the call began)
+        started = time.monotonic()
+        while True:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PING_S if watch else None)
+            try:
+                if len(ready) == len(refs):
+                    return ray.get(refs)
+                for r in ready:
+                    ray.get(r)  # a failed call raises now, before the others end
+            except ray.exceptions.RayTaskError as exc:
+                raise exc.as_instanceof_cause() from None
+            except ray.exceptions.RayActorError as exc:
+                p = next((p for p, r in zip(pools, refs) if _failed(ray, r)), pools[0])
+                raise self._died(p, what, str(exc)) from exc
+            now = time.monotonic()
+            for p, r in zip(pools, refs):
+                if r in ready:
+                    continue
+                ping, since = pings.get(p, (None, started))
+                if ping is not None and ray.wait([ping], timeout=0)[0]:
+                    ping, since = None, now
+                if now - since > DEAD_S:
+                    raise self._died(p, what, f"no answer to rock_vec's pings for {now - since:.1f} s (its node "
+                                              "lost or its process frozen)")
+                pings[p] = (ping or self._actors[p].ping.remote(), since)
+
+    def _died(self, p: int, what: str, why: str) -> errors.WorkerDiedError:
+        """Pool ``p``'s end, named; the env is unusable after it."""
+        lo, hi = self.ranges[p]
+        where = getattr(self, "pools", None)
+        node = (f"node {where[p]['node']} at {where[p]['address']}, actor pid {where[p]['pid']}" if where
+                else "while it started")
+        self._broken = errors.WorkerDiedError(
+            f"rock_vec.ray: pool {p} ({node}; envs {lo}..{hi - 1}) died during `{what}`: {why}",
+            worker=p, pid=where[p]["pid"] if where else -1, env_ids=list(range(lo, hi)), exit_code=None, signal=None)
+        self._dead.add(p)
+        return self._broken
 
 
 def make_vec(env_id: str, num_envs: int = 1, *, pools: int | str = "auto", cpus_per_pool: int | None = None,

@@ -144,3 +144,23 @@ def test_a_dead_pool_is_named_with_its_node_and_envs_and_close_leaves_nothing_an
     envs.close()
     assert not left_after(10, lambda: [p for p in processes if alive(p)])
     assert not left_after(5, lambda: [s for pool in envs.pools for s in segments_of(pool["pid"])])
+
+
+def test_a_frozen_pool_is_found_by_its_missed_pings_within_3_s(cluster):
+    from rock_vec.errors import WorkerDiedError
+    import rock_vec.ray
+
+    envs = rock_vec.ray.AsyncVectorEnv(space_envs(4), pools=2)
+    envs.reset(seed=0)
+    frozen = envs.pools[0]
+    processes = processes_of(envs)
+    os.kill(frozen["pid"], signal.SIGSTOP)  # Ray sees a live actor that never answers
+    start = time.monotonic()
+    with pytest.raises(WorkerDiedError, match=r"pool 0 .* no answer to rock_vec's pings for 2\.\d s"):
+        envs.step(envs.action_space.sample())
+    assert time.monotonic() - start < 3.5
+    with pytest.raises(WorkerDiedError, match="pool 0"):  # the env stays broken, as a pool whose worker died
+        envs.step(envs.action_space.sample())
+    envs.close()  # kills the frozen actor without waiting for it
+    assert not left_after(10, lambda: [p for p in processes if alive(p)])
+    assert not left_after(5, lambda: [s for pool in envs.pools for s in segments_of(pool["pid"])])
