@@ -107,6 +107,9 @@ class AsyncVectorEnv(VectorEnv):
             spread over the nodes by Ray.
         cpus_per_pool: the CPUs each pool's actor asks Ray for; the pool
             sizes its split and spinning to that grant.
+        batch_size: envs per ``recv`` (EnvPool's ``send``/``recv``): whole
+            pools, the first to finish; a multiple of the pools' size (which
+            must then be equal). None: every env.
         copy: as gymnasium's: False returns the same arrays at every step.
         autoreset_mode: NEXT_STEP (default), SAME_STEP or DISABLED, run by
             each pool as SyncVectorEnv runs it.
@@ -126,7 +129,7 @@ class AsyncVectorEnv(VectorEnv):
     _broken: BaseException | None = None  # the error every call raises once a pool died
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], *, pools: int | str = "auto",
-                 cpus_per_pool: int | None = None, copy: bool = True,
+                 cpus_per_pool: int | None = None, batch_size: int | None = None, copy: bool = True,
                  autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP, **options: Any):
         env_fns = list(env_fns)
         mode = AutoresetMode(autoreset_mode)
@@ -136,21 +139,24 @@ class AsyncVectorEnv(VectorEnv):
             fns = env_fns[lo:hi]
             return lambda: vector_env.AsyncVectorEnv(fns, copy=False, autoreset_mode=mode, **options)
 
-        self._start(len(env_fns), pools, cpus_per_pool, copy, mode, build, None)
+        self._start(len(env_fns), build, None, pools=pools, cpus_per_pool=cpus_per_pool, batch_size=batch_size,
+                    copy=copy, mode=mode)
 
     @classmethod
-    def _of_id(cls, env_id: str, num_envs: int, pools, cpus_per_pool, copy, mode, env_kwargs, kwargs):
+    def _of_id(cls, env_id: str, num_envs: int, env_kwargs: dict, options: dict, **layout) -> "AsyncVectorEnv":
         self = cls.__new__(cls)
         spec = gym.spec(env_id)  # fails here, with gymnasium's message, on an unknown id
+        mode = layout["mode"]
 
         def build(lo: int, hi: int):
             return lambda: vector_env.make_vec(env_id, num_envs=hi - lo, copy=False, autoreset_mode=mode,
-                                               env_kwargs=env_kwargs, **kwargs)
+                                               env_kwargs=env_kwargs, **options)
 
-        self._start(num_envs, pools, cpus_per_pool, copy, mode, build, spec)
+        self._start(num_envs, build, spec, **layout)
         return self
 
-    def _start(self, num_envs: int, pools, cpus_per_pool, copy: bool, mode: AutoresetMode, build, spec) -> None:
+    def _start(self, num_envs: int, build, spec, *, pools, cpus_per_pool, batch_size, copy: bool,
+               mode: AutoresetMode) -> None:
         ray = _ray()
         if not ray.is_initialized():
             raise RuntimeError("rock_vec.ray needs a Ray cluster: call ray.init(address=...) first")
@@ -160,6 +166,9 @@ class AsyncVectorEnv(VectorEnv):
         bounds = [round(k * num_envs / len(placements)) for k in range(len(placements) + 1)]
         self.num_envs, self.copy = num_envs, copy
         self.ranges = list(zip(bounds[:-1], bounds[1:]))
+        self.batch_size = _batch_size(batch_size, num_envs, self.ranges)
+        self._pool_of = np.repeat(np.arange(len(self.ranges)), [hi - lo for lo, hi in self.ranges])
+        self._flight: dict[int, tuple[Any, str]] = {}  # pool -> its call started by send/async_reset, and which
         self._actors: list = []
         self._finalizer = weakref.finalize(self, _kill, ray, self._actors)
         self._broken, self._dead = None, set()
@@ -189,16 +198,8 @@ class AsyncVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         """Resets every env (or those ``options["reset_mask"]`` selects), env
         ``i`` with ``seed + i`` (an int) or ``seed[i]`` (a list)."""
-        self._check_open()
-        if seed is None:
-            seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
-                                 f"but got length={len(seeds)}.")
+        self._check_idle("reset")
+        seeds = self._seeds(seed)
         mask = None if options is None else options.get("reset_mask")
         if mask is not None:
             mask = np.asarray(mask)
@@ -225,8 +226,8 @@ class AsyncVectorEnv(VectorEnv):
     def step(self, actions):
         """Steps every env with its row of ``actions``: one call per pool,
         all pools at once."""
-        self._check_open()
-        if self._obs is None:
+        self._check_idle("step")
+        if self._obs is None or any(o is None for o in self._obs):
             raise gym.error.ResetNeeded("Cannot call `step` before calling `reset`")
         refs = [a.step.remote(_rows(actions, lo, hi, self.num_envs))
                 for a, (lo, hi) in zip(self._actors, self.ranges)]
@@ -239,6 +240,96 @@ class AsyncVectorEnv(VectorEnv):
         term = np.concatenate([r[2] for r in results])
         trunc = np.concatenate([r[3] for r in results])
         return self._joined(self._obs), rew, term, trunc, infos
+
+    # ---- EnvPool's async batches: whole pools, the first to finish ----
+
+    def async_reset(self, seed: int | list[int | None] | None = None, options: dict | None = None) -> None:
+        """Resets every env; the first observations come back through
+        :meth:`recv`, ``batch_size`` envs at a time. Pools still running are
+        waited for and their results dropped."""
+        self._check_open()
+        seeds = self._seeds(seed)
+        if self._flight:
+            self._wait([ref for ref, _ in self._flight.values()], "async_reset", list(self._flight), len(self._flight))
+        self._flight = {p: (self._actors[p].reset.remote(seeds[lo:hi], options), "reset")
+                        for p, (lo, hi) in enumerate(self.ranges)}
+
+    def send(self, actions, env_id=None) -> None:
+        """Starts a step of the envs ``env_id`` (all when None; whole pools)
+        with ``actions`` (row ``k`` for env ``env_id[k]``): one call per pool.
+
+        Raises:
+            ValueError: ids out of range, repeated, running, or not whole
+                pools; actions that do not match the ids. Nothing is sent then.
+        """
+        self._check_open()
+        ids = np.arange(self.num_envs) if env_id is None else np.asarray(env_id)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise ValueError(f"env_id must be a 1-D array of ints, got {ids.dtype} of shape {ids.shape}")
+        bad = ids[(ids < 0) | (ids >= self.num_envs)]
+        if bad.size:
+            raise ValueError(f"env_id {bad.tolist()} out of range: the pools have envs 0..{self.num_envs - 1}")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"env_id repeats ids: {ids.tolist()}")
+        rows = {}
+        for p in np.unique(self._pool_of[ids]).tolist():
+            lo, hi = self.ranges[p]
+            if p in self._flight:
+                raise ValueError(f"envs {lo}..{hi - 1} are already running: recv their results before sending again")
+            mine = np.flatnonzero(self._pool_of[ids] == p)
+            if len(mine) != hi - lo:
+                raise ValueError(f"send steps whole pools: pool {p} has envs {lo}..{hi - 1}, env_id gave "
+                                 f"{sorted(ids[mine].tolist())}")
+            rows[p] = mine[np.argsort(ids[mine])]
+        parts = {p: _take(actions, k, len(ids)) for p, k in rows.items()}  # all checked before anything is sent
+        for p, part in parts.items():
+            self._flight[p] = (self._actors[p].step.remote(part), "step")
+
+    def recv(self, timeout: float | None = None):
+        """The first pools to finish, ``batch_size`` envs in all, in pool order.
+
+        Returns:
+            observations, rewards, terminations, truncations, infos, with
+            ``infos["env_id"]`` (int32) saying which env each row is.
+
+        Raises:
+            NoAsyncCallError: nothing is running.
+            RockVecError: fewer envs running than ``batch_size``.
+            multiprocessing.TimeoutError: after ``timeout`` seconds.
+            WorkerDiedError: a pool died, named.
+        """
+        self._check_open()
+        if not self._flight:
+            raise errors.NoAsyncCallError("Calling `recv` without any env running: send() or async_reset() first",
+                                          "recv")
+        running = sum(hi - lo for lo, hi in (self.ranges[p] for p in self._flight))
+        if running < self.batch_size:
+            raise errors.RockVecError(f"only {running} envs are running, fewer than batch_size={self.batch_size}: "
+                                      "recv would wait forever; send more envs first")
+        pools = list(self._flight)
+        refs = [self._flight[p][0] for p in pools]
+        size = self.ranges[0][1] - self.ranges[0][0]
+        done = sorted(pools[k] for k in self._wait(refs, "recv", pools, self.batch_size // size,
+                                                   timeout=timeout)[: self.batch_size // size])
+        results, infos, offset = [], {}, 0
+        for p in done:
+            (ref, kind), (lo, hi) = self._flight.pop(p), self.ranges[p]
+            r = _ray().get(ref)
+            if kind == "reset":
+                r = (r[0], np.zeros(hi - lo), np.zeros(hi - lo, bool), np.zeros(hi - lo, bool), r[1])
+            merge_batched(infos, r[4], offset, self.batch_size)
+            results.append(r)
+            self._obs = self._obs or [None] * len(self.ranges)
+            self._obs[p] = r[0]  # a later step or masked reset goes on from here
+            offset += hi - lo
+        infos["env_id"] = np.concatenate([np.arange(*self.ranges[p], dtype=np.int32) for p in done])
+        obs = _join(self.single_observation_space, [r[0] for r in results], None)
+        return obs, *(np.concatenate([r[k] for r in results]) for k in (1, 2, 3)), infos
+
+    def step_envs(self, actions, env_id=None, timeout: float | None = None):
+        """EnvPool's ``step(actions, env_id)``: :meth:`send` then :meth:`recv`."""
+        self.send(actions, env_id)
+        return self.recv(timeout)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple:
         """``name(*args, **kwargs)`` on every env (or its attribute ``name``)."""
@@ -272,6 +363,24 @@ class AsyncVectorEnv(VectorEnv):
 
     # ---- the pieces ----
 
+    def _check_idle(self, what: str) -> None:
+        self._check_open()
+        if self._flight:
+            raise errors.RockVecError(f"`{what}` while envs are running from send() or async_reset(): recv them "
+                                      "first")
+
+    def _seeds(self, seed) -> list:
+        """Env ``i``'s seed: ``seed + i`` (an int), ``seed[i]`` (a list) or None."""
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)):
+            return [int(seed) + i for i in range(self.num_envs)]
+        seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
+                             f"but got length={len(seeds)}.")
+        return seeds
+
     def _check_open(self) -> None:
         if self._broken is not None:
             raise self._broken
@@ -290,19 +399,29 @@ class AsyncVectorEnv(VectorEnv):
         return self._out
 
     def _get(self, refs: list, what: str, pools: list[int] | None = None, watch: bool = True) -> list:
-        """The calls' results, in order. A pool's env error is raised as the
-        env raised it; a dead actor, or (``watch``) one that answers no ping
-        for ``DEAD_S`` (its node lost, its process frozen), as
-        ``WorkerDiedError`` naming the pool."""
+        """The calls' results, in order (see ``_wait``)."""
+        self._wait(refs, what, pools, len(refs), watch)
+        return _ray().get(refs)
+
+    def _wait(self, refs: list, what: str, pools: list[int] | None, num_returns: int, watch: bool = True,
+              timeout: float | None = None) -> list[int]:
+        """Waits until ``num_returns`` of the calls ``refs`` (to ``pools``,
+        all in order when None) are done; returns the indices of those done.
+        A pool's env error is raised as the env raised it; a dead actor, or
+        (``watch``) one that answers no ping for ``DEAD_S`` (its node lost,
+        its process frozen), as ``WorkerDiedError`` naming the pool.
+
+        Raises:
+            multiprocessing.TimeoutError: after ``timeout`` seconds.
+        """
         ray = _ray()
         pools = list(range(len(refs))) if pools is None else pools
         pings: dict[int, tuple[Any, float]] = {}  # pool -> (its ping, when the last answer or the call began)
         started = time.monotonic()
         while True:
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PING_S if watch else None)
+            ready, _ = ray.wait(refs, num_returns=num_returns, timeout=PING_S if watch else timeout)
+            ready = set(ready)
             try:
-                if len(ready) == len(refs):
-                    return ray.get(refs)
                 for r in ready:
                     ray.get(r)  # a failed call raises now, before the others end
             except ray.exceptions.RayTaskError as exc:
@@ -310,7 +429,11 @@ class AsyncVectorEnv(VectorEnv):
             except ray.exceptions.RayActorError as exc:
                 p = next((p for p, r in zip(pools, refs) if _failed(ray, r)), pools[0])
                 raise self._died(p, what, str(exc)) from exc
+            if len(ready) >= num_returns:
+                return [k for k, r in enumerate(refs) if r in ready]
             now = time.monotonic()
+            if timeout is not None and now - started >= timeout:
+                raise errors.TimeoutError(f"the call to `{what}` has timed out after {timeout} second(s).")
             for p, r in zip(pools, refs):
                 if r in ready:
                     continue
@@ -336,7 +459,7 @@ class AsyncVectorEnv(VectorEnv):
 
 
 def make_vec(env_id: str, num_envs: int = 1, *, pools: int | str = "auto", cpus_per_pool: int | None = None,
-             copy: bool = True, autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+             batch_size: int | None = None, copy: bool = True, autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
              env_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> AsyncVectorEnv:
     """``num_envs`` copies of ``env_id`` in rock_vec pools on the Ray
     cluster (see ``AsyncVectorEnv``). Each pool builds its envs with
@@ -348,8 +471,9 @@ def make_vec(env_id: str, num_envs: int = 1, *, pools: int | str = "auto", cpus_
     # Checked here, where the id is known; each pool builds with the same split of keywords.
     _, env_kwargs = options_and_env_kwargs(env_id, dict(kwargs), env_kwargs, "rock_vec.ray.make_vec")
     options = {k: v for k, v in kwargs.items() if k in PoolOptions.names()}
-    return AsyncVectorEnv._of_id(env_id, int(num_envs), pools, cpus_per_pool, copy, AutoresetMode(autoreset_mode),
-                                 env_kwargs, options)
+    return AsyncVectorEnv._of_id(env_id, int(num_envs), env_kwargs, options, pools=pools,
+                                 cpus_per_pool=cpus_per_pool, batch_size=batch_size, copy=copy,
+                                 mode=AutoresetMode(autoreset_mode))
 
 
 def _ray():
@@ -375,6 +499,31 @@ def _placements(ray, pools, cpus_per_pool) -> list[tuple[int, Any]]:
     if not isinstance(pools, (int, np.integer)) or isinstance(pools, bool) or pools < 1:
         raise ValueError(f"pools must be 'auto' or a positive int, got {pools!r}")
     return [(cpus_per_pool or 1, "SPREAD")] * int(pools)
+
+
+def _batch_size(batch_size: int | None, num_envs: int, ranges: list[tuple[int, int]]) -> int:
+    """``recv``'s batch: every env (None), or a whole number of equal pools."""
+    if batch_size is None:
+        return num_envs
+    check_int("batch_size", batch_size)
+    sizes = {hi - lo for lo, hi in ranges}
+    if batch_size > num_envs or len(sizes) > 1 or batch_size % min(sizes):
+        raise ValueError(f"batch_size={batch_size}: recv returns whole pools, so it must be a multiple of the pools' "
+                         f"size, and the pools equal (here {[hi - lo for lo, hi in ranges]} envs of {num_envs})")
+    return int(batch_size)
+
+
+def _take(actions, rows: np.ndarray, n: int):
+    """Rows ``rows`` of a batch of ``n`` actions (an array, or a dict/tuple of them)."""
+    if isinstance(actions, dict):
+        return {k: _take(v, rows, n) for k, v in actions.items()}
+    if isinstance(actions, tuple):
+        return tuple(_take(v, rows, n) for v in actions)
+    if len(actions) != n:
+        raise ValueError(f"{len(actions)} actions for {n} env ids")
+    if isinstance(actions, list):  # each env gets its action as given, a Python scalar stays one
+        return [actions[k] for k in rows.tolist()]
+    return np.asarray(actions)[rows]
 
 
 def _rows(actions, lo: int, hi: int, num_envs: int):

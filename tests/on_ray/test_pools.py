@@ -164,3 +164,70 @@ def test_a_frozen_pool_is_found_by_its_missed_pings_within_3_s(cluster):
     envs.close()  # kills the frozen actor without waiting for it
     assert not left_after(10, lambda: [p for p in processes if alive(p)])
     assert not left_after(5, lambda: [s for pool in envs.pools for s in segments_of(pool["pid"])])
+
+
+def _action(env, t):
+    return (3 * env + t) % 3
+
+
+def test_send_recv_returns_whole_pools_and_every_env_steps_as_under_sync(cluster):
+    import rock_vec.ray
+
+    fns = space_envs(6, obs="box_f32", act="discrete")
+    envs = rock_vec.ray.AsyncVectorEnv(fns, pools=2, batch_size=3)
+    seen = {i: [] for i in range(6)}
+    try:
+        envs.async_reset(seed=11)
+        for _ in range(40):
+            obs, rew, term, trunc, info = envs.recv()
+            ids = info["env_id"]
+            assert ids.dtype == np.int32 and sorted(ids.tolist()) in ([0, 1, 2], [3, 4, 5])
+            for k, i in enumerate(ids.tolist()):
+                seen[i].append((obs[k], rew[k], term[k], trunc[k]))
+            envs.send(np.array([_action(i, len(seen[i]) - 1) for i in ids.tolist()]), ids)
+    finally:
+        envs.close()
+    ref = SyncVectorEnv(fns)
+    try:
+        steps = min(len(v) for v in seen.values())
+        assert steps >= 5
+        obs, _ = ref.reset(seed=11)
+        rew, term, trunc = np.zeros(6), np.zeros(6, bool), np.zeros(6, bool)
+        for t in range(steps):
+            for i in range(6):
+                got = seen[i][t]
+                np.testing.assert_array_equal(got[0], obs[i])
+                assert (got[1], got[2], got[3]) == (rew[i], term[i], trunc[i]), (i, t)
+            obs, rew, term, trunc, _ = ref.step(np.array([_action(i, t) for i in range(6)]))
+    finally:
+        ref.close()
+
+
+def test_recv_returns_the_first_pools_to_finish_and_refuses_what_cannot_be_done(cluster):
+    import rock_vec.ray
+    from rock_vec.errors import NoAsyncCallError, RockVecError
+
+    fns = [functools.partial(sample_envs.FailingEnv, fail_index=-1, step_seconds=0.3 if i < 2 else 0.0)
+           for i in range(4)]
+    with pytest.raises(ValueError, match=r"batch_size=3: recv returns whole pools"):
+        rock_vec.ray.AsyncVectorEnv(fns, pools=2, batch_size=3)
+    envs = rock_vec.ray.AsyncVectorEnv(fns, pools=2, batch_size=2)
+    try:
+        with pytest.raises(NoAsyncCallError, match="Calling `recv` without any env running"):
+            envs.recv()
+        envs.async_reset(seed=0)
+        ready = [envs.recv()[4]["env_id"].tolist() for _ in range(2)]
+        assert sorted(ready) == [[0, 1], [2, 3]]
+        with pytest.raises(ValueError, match=r"send steps whole pools: pool 0 has envs 0..1, env_id gave \[1\]"):
+            envs.send(np.zeros(1, np.int64), [1])
+        envs.send(np.zeros(4, np.int64))
+        assert envs.recv()[4]["env_id"].tolist() == [2, 3]  # the slow pool is not waited for
+        with pytest.raises(ValueError, match=r"envs 0..1 are already running"):
+            envs.send(np.zeros(2, np.int64), [0, 1])
+        with pytest.raises(RockVecError, match="`step` while envs are running"):
+            envs.step(np.zeros(4, np.int64))
+        assert envs.recv()[4]["env_id"].tolist() == [0, 1]
+        obs, rew, term, trunc, info = envs.step(np.zeros(4, np.int64))  # nothing running: step goes on from there
+        assert obs.shape == (4, 2) and rew.tolist() == [1.0] * 4
+    finally:
+        envs.close()
