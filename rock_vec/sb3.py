@@ -177,22 +177,26 @@ class RockVecEnv(VecEnv):
         return self._env_call("call", "render", list(range(self.num_envs)))
 
     def _get_indices(self, indices: VecEnvIndices) -> list[int]:
-        """Env indices as SB3 reads them: None for all, an int or an
-        iterable of ints, negative ones counting from the end (a list's rule).
+        return env_indices(indices, self.num_envs)
 
-        Raises:
-            IndexError: for an index outside the pool.
-        """
-        if indices is None:
-            return list(range(self.num_envs))
-        if isinstance(indices, (int, np.integer)):
-            indices = [indices]
-        targets = []
-        for i in indices:
-            if not -self.num_envs <= i < self.num_envs:
-                raise IndexError(f"env index {i} out of range: the pool has {self.num_envs} envs")
-            targets.append(int(i) % self.num_envs)
-        return targets
+
+def env_indices(indices: VecEnvIndices, num_envs: int) -> list[int]:
+    """Env indices as SB3 reads them: None for all, an int or an iterable of
+    ints, negative ones counting from the end (a list's rule).
+
+    Raises:
+        IndexError: for an index outside the pool.
+    """
+    if indices is None:
+        return list(range(num_envs))
+    if isinstance(indices, (int, np.integer)):
+        indices = [indices]
+    targets = []
+    for i in indices:
+        if not -num_envs <= i < num_envs:
+            raise IndexError(f"env index {i} out of range: the pool has {num_envs} envs")
+        targets.append(int(i) % num_envs)
+    return targets
 
 
 def _numpy_only(options: PoolOptions, face: str) -> PoolOptions:

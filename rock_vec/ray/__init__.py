@@ -4,15 +4,17 @@ Two ways, each a module:
 
 - ``rllib``: RLlib's EnvRunners build a rock_vec pool each, on their own
   node (``register``, ``PoolCreator``).
-- ``pools``: any other trainer steps one ``VectorEnv`` whose envs live in
+- ``vector``: any other trainer steps one ``VectorEnv`` whose envs live in
   rock_vec pools, one Ray actor per pool, on many nodes (``make_vec``,
-  ``AsyncVectorEnv``).
+  ``AsyncVectorEnv``); ``actors``: those pool actors and the learner's
+  handle on them (placement, waits, failures).
 
 Ray is an extra: ``pip install 'rock-vec[ray]'``; nothing here imports it
 until a call needs it.
 """
 
-from .pools import AsyncVectorEnv, PoolActor, make_vec
+from .actors import PoolActor
 from .rllib import PoolCreator, register
+from .vector import AsyncVectorEnv, make_vec
 
 __all__ = ["AsyncVectorEnv", "PoolActor", "PoolCreator", "make_vec", "register"]

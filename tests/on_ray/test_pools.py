@@ -231,3 +231,119 @@ def test_recv_returns_the_first_pools_to_finish_and_refuses_what_cannot_be_done(
         assert obs.shape == (4, 2) and rew.tolist() == [1.0] * 4
     finally:
         envs.close()
+
+
+DRIVER = """
+import json, sys, time
+import ray, rock_vec.ray, sample_envs, functools
+ray.init(address=sys.argv[1])
+fn = functools.partial(sample_envs.SpaceEnv, sample_envs.SPACES["box_f32"])
+envs = rock_vec.ray.AsyncVectorEnv([fn] * 6, learner_envs=0)
+envs.reset(seed=0)
+print(json.dumps(envs.pools), flush=True)
+while True:
+    envs.step(envs.action_space.sample())
+"""
+
+
+def test_a_sigkilled_learner_leaves_nothing_on_any_node(cluster, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import ray
+    from clusters import TESTS
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+    driver = subprocess.Popen([sys.executable, str(script), ray.get_runtime_context().gcs_address], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        pools = json.loads(driver.stdout.readline())
+        assert len({p["node"] for p in pools}) == 3
+        processes = [q for p in pools for q in [p["pid"], *p["workers"]]]
+        assert all(alive(q) for q in processes)
+        time.sleep(0.5)  # mid-training
+        driver.kill()
+        driver.wait()
+        assert not left_after(15, lambda: [q for q in processes if alive(q)])
+        assert not left_after(5, lambda: [s for p in pools for s in segments_of(p["pid"])])
+    finally:
+        driver.kill()
+
+
+# ---- the SB3 face over the same pools ----
+
+
+def short_cartpole():
+    return gym.make("CartPole-v1", max_episode_steps=15)
+
+
+def _sb3_lockstep(ours, ref, steps, seed):
+    from same import assert_same
+
+    try:
+        ours.seed(seed)
+        ref.seed(seed)
+        assert_same(ours.reset(), ref.reset(), "reset")
+        assert_same(ours.reset_infos, ref.reset_infos, "reset_infos")
+        space = ref.action_space
+        space.seed(seed)
+        for t in range(steps):
+            actions = np.stack([space.sample() for _ in range(ref.num_envs)])
+            assert_same(ours.step(actions), ref.step(actions), f"step {t}")
+    finally:
+        ours.close()
+        ref.close()
+
+
+@pytest.mark.parametrize("env_fn", [short_cartpole, functools.partial(sample_envs.SpaceEnv, sample_envs.SPACES["dict"])],
+                         ids=["cartpole", "dict_obs"])
+def test_sb3_face_steps_exactly_as_dummy_vec_env(cluster, env_fn):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rock_vec.ray.sb3 import RockVecEnv
+
+    ours = RockVecEnv([env_fn] * 5)
+    assert sorted(p["node"] for p in ours.pools) == sorted(cluster)
+    _sb3_lockstep(ours, DummyVecEnv([env_fn] * 5), steps=60, seed=3)
+
+
+def test_sb3_face_reaches_the_envs_asked_for_across_pools(cluster):
+    from rock_vec.ray.sb3 import RockVecEnv
+
+    venv = RockVecEnv.from_id("CartPole-v1", 5, pools=2)
+    try:
+        venv.reset()
+        venv.set_attr("custom", 7, indices=[0, 4])
+        assert venv.get_attr("custom", indices=[4, 0]) == [7, 7]
+        assert venv.env_method("get_wrapper_attr", "gravity", indices=[3, 1]) == [9.8, 9.8]
+        assert venv.env_is_wrapped(gym.wrappers.TimeLimit) == [True] * 5
+        assert venv.has_attr("custom") is False and venv.has_attr("gravity") is True
+        with pytest.raises(IndexError, match="env index 5 out of range"):
+            venv.get_attr("custom", indices=[5])
+    finally:
+        venv.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sb3_ppo_learns_cartpole_through_pools_on_three_nodes(cluster):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from rock_vec.ray.sb3 import RockVecEnv
+
+    venv = RockVecEnv.from_id("CartPole-v1", 8)
+    try:
+        # RL Zoo's CartPole-v1 PPO hyperparameters.
+        model = PPO("MlpPolicy", venv, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                    ent_coef=0.0, learning_rate=lambda f: f * 1e-3, clip_range=lambda f: f * 0.2, seed=0,
+                    device="cpu", verbose=0)
+        model.learn(total_timesteps=100_000)
+        mean, std = evaluate_policy(model, venv, n_eval_episodes=20, deterministic=True)
+        print(f"PPO on CartPole-v1 through rock_vec.ray.sb3.RockVecEnv on 3 nodes: mean reward {mean:.1f} +- {std:.1f}")
+        assert mean >= 450
+    finally:
+        venv.close()

@@ -2,34 +2,24 @@
 
 A trainer that outgrows one machine's CPUs keeps its loop and its one
 ``VectorEnv``; the envs move into rock_vec pools, one Ray actor per pool,
-spread over the cluster's nodes. Inside a node nothing changes: the actor's
-pool steps its envs through its own shared segment, with every pool option
-(backend, envs per worker, restart policy, placement). Across nodes a step is
-one actor call per pool, never one per env, and each pool's results come
-back as one array per field (Ray ships a numpy array as one contiguous
-buffer: inline in the reply below 100 KiB, through the object store above).
-The learner writes them into its own arrays, in env order, and merges the
-pools' infos as SyncVectorEnv would have batched them (``merge_batched``),
-so results are SyncVectorEnv's, type for type.
+spread over the cluster's nodes (``actors.Pools``). Inside a node nothing
+changes: the actor's pool steps its envs through its own shared segment,
+with every pool option (backend, envs per worker, placement). Across nodes
+a step is one actor call per pool, never one per env, and each pool's
+results come back as one array per field (Ray ships a numpy array as one
+contiguous buffer: inline in the reply below 100 KiB, through the object
+store above). The learner writes them into its own arrays, in env order,
+and merges the pools' infos as SyncVectorEnv would have batched them
+(``merge_batched``), so results are SyncVectorEnv's, type for type.
 
     import rock_vec.ray
 
     ray.init(address="auto")
     envs = rock_vec.ray.make_vec("CartPole-v1", num_envs=64)   # pools="auto": one per node
-
-Ray is the engine: placement is Ray's scheduling (``pools="auto"`` pins one
-pool to each live node with a node's CPUs; a number of pools is spread with
-Ray's SPREAD strategy), and an actor's failure is Ray's ``RayActorError``,
-raised here as rock_vec's ``WorkerDiedError`` naming the pool, its node and
-its envs. The actors belong to this driver: Ray ends them when it ends, and
-each pool's fork server then removes its workers and segment.
 """
 
 from __future__ import annotations
 
-import os
-import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,56 +32,7 @@ from .. import errors, vector_env
 from ..engine.options import PoolOptions, check_int
 from ..engine.session import options_and_env_kwargs
 from ..infos import merge_batched
-
-#: Seconds ``close`` waits for each pool to close its envs before its actor is killed.
-CLOSE_GRACE_S = 10.0
-#: While a call is out, each pool that has not answered is pinged this often
-#: (the actor answers from a second thread, whatever its step is doing) ...
-PING_S = 0.5
-#: ... and one whose last answer is older than this is dead: Ray itself takes
-#: 15-55 s to declare a node dead with its default health checks.
-DEAD_S = 2.5
-
-
-class PoolActor:
-    """A Ray actor's body: one rock_vec pool on the actor's node. Its results
-    are the pool's own arrays (``copy=False``): Ray serializes a method's
-    return value before the actor runs its next call, so they never change
-    under the copy."""
-
-    def __init__(self, build: Callable[[], VectorEnv], spec: gym.envs.registration.EnvSpec | None = None):
-        if spec is not None:  # an id the driver registered (ALE after gym.register_envs): this node knows it now
-            gym.registry.setdefault(spec.id, spec)
-        self.envs = build()
-
-    def describe(self) -> dict:
-        import ray
-
-        return {"node": ray.get_runtime_context().get_node_id(), "address": ray.util.get_node_ip_address(),
-                "pid": os.getpid(), "workers": list(self.envs.worker_pids), "split": str(self.envs.split)}
-
-    def spaces(self) -> tuple:
-        e = self.envs
-        return e.single_observation_space, e.single_action_space, e.metadata, e.render_mode, e.spec
-
-    def reset(self, seed, options):
-        return self.envs.reset(seed=seed, options=options)
-
-    def step(self, actions):
-        return self.envs.step(actions)
-
-    def call(self, name: str, args: tuple, kwargs: dict) -> tuple:
-        return self.envs.call(name, *args, **kwargs)
-
-    def set_attr(self, name: str, values: list) -> None:
-        self.envs.set_attr(name, values)
-
-    def close(self) -> None:
-        self.envs.close()
-
-    def ping(self) -> bool:
-        return True
-
+from .actors import Pools, ray_module
 
 class AsyncVectorEnv(VectorEnv):
     """``env_fns`` stepped in rock_vec pools on the Ray cluster this driver
@@ -123,10 +64,7 @@ class AsyncVectorEnv(VectorEnv):
             a bad option.
     """
 
-    _actors: list | tuple = ()  # until the pools start (a refused call ends before)
-    _finalizer = None
-    _dead: set[int] = frozenset()  # pools found dead: close does not wait for them
-    _broken: BaseException | None = None  # the error every call raises once a pool died
+    _pools: Pools | None = None  # until they start (a refused call ends before)
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], *, pools: int | str = "auto",
                  cpus_per_pool: int | None = None, batch_size: int | None = None, copy: bool = True,
@@ -157,33 +95,16 @@ class AsyncVectorEnv(VectorEnv):
 
     def _start(self, num_envs: int, build, spec, *, pools, cpus_per_pool, batch_size, copy: bool,
                mode: AutoresetMode) -> None:
-        ray = _ray()
-        if not ray.is_initialized():
-            raise RuntimeError("rock_vec.ray needs a Ray cluster: call ray.init(address=...) first")
-        placements = _placements(ray, pools, cpus_per_pool)
-        if len(placements) > num_envs:
-            raise ValueError(f"{len(placements)} pools cannot share {num_envs} envs: at least one env per pool")
-        bounds = [round(k * num_envs / len(placements)) for k in range(len(placements) + 1)]
-        self.num_envs, self.copy = num_envs, copy
-        self.ranges = list(zip(bounds[:-1], bounds[1:]))
-        self.batch_size = _batch_size(batch_size, num_envs, self.ranges)
+        self._pools = p = Pools(num_envs, build, spec, pools, cpus_per_pool)
+        self.num_envs, self.copy, self.ranges, self.pools = num_envs, copy, p.ranges, p.info
+        try:
+            self.batch_size = _batch_size(batch_size, num_envs, self.ranges)
+        except ValueError:
+            p.close()
+            raise
         self._pool_of = np.repeat(np.arange(len(self.ranges)), [hi - lo for lo, hi in self.ranges])
         self._flight: dict[int, tuple[Any, str]] = {}  # pool -> its call started by send/async_reset, and which
-        self._actors: list = []
-        self._finalizer = weakref.finalize(self, _kill, ray, self._actors)
-        self._broken, self._dead = None, set()
-        remote = ray.remote(PoolActor)
-        for (lo, hi), (cpus, strategy) in zip(self.ranges, placements):
-            # Two threads: one runs the calls (one at a time: this learner waits for each), one answers pings.
-            self._actors.append(remote.options(num_cpus=cpus, scheduling_strategy=strategy, max_concurrency=2)
-                                .remote(build(lo, hi), spec))
-        try:
-            # No pings yet: an actor answers none before its pool is built.
-            self.pools = self._get([a.describe.remote() for a in self._actors], "startup", watch=False)
-            obs_space, act_space, metadata, render_mode, env_spec = ray.get(self._actors[0].spaces.remote())
-        except BaseException:
-            self.close()
-            raise
+        obs_space, act_space, metadata, render_mode, env_spec = p.spaces
         self.single_observation_space, self.single_action_space = obs_space, act_space
         self.observation_space = gym.vector.utils.batch_space(obs_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(act_space, num_envs)
@@ -213,8 +134,8 @@ class AsyncVectorEnv(VectorEnv):
             if mask is not None and not mask[lo:hi].any():
                 continue  # Sync leaves these envs as they are
             part = options if mask is None else dict(options, reset_mask=mask[lo:hi])
-            calls[p] = self._actors[p].reset.remote(seeds[lo:hi], part)
-        results = dict(zip(calls, self._get(list(calls.values()), "reset", list(calls))))
+            calls[p] = self._pools.actors[p].reset.remote(seeds[lo:hi], part)
+        results = dict(zip(calls, self._pools.get(list(calls.values()), "reset", list(calls))))
         obs = list(self._obs) if self._obs is not None else [None] * len(self.ranges)
         infos: dict = {}
         for p, (o, info) in results.items():
@@ -229,9 +150,8 @@ class AsyncVectorEnv(VectorEnv):
         self._check_idle("step")
         if self._obs is None or any(o is None for o in self._obs):
             raise gym.error.ResetNeeded("Cannot call `step` before calling `reset`")
-        refs = [a.step.remote(_rows(actions, lo, hi, self.num_envs))
-                for a, (lo, hi) in zip(self._actors, self.ranges)]
-        results = self._get(refs, "step")
+        results = self._pools.call("step", {p: (_rows(actions, lo, hi, self.num_envs),)
+                                            for p, (lo, hi) in enumerate(self.ranges)})
         infos: dict = {}
         for (lo, _), r in zip(self.ranges, results):
             merge_batched(infos, r[4], lo, self.num_envs)
@@ -250,8 +170,9 @@ class AsyncVectorEnv(VectorEnv):
         self._check_open()
         seeds = self._seeds(seed)
         if self._flight:
-            self._wait([ref for ref, _ in self._flight.values()], "async_reset", list(self._flight), len(self._flight))
-        self._flight = {p: (self._actors[p].reset.remote(seeds[lo:hi], options), "reset")
+            self._pools.wait([ref for ref, _ in self._flight.values()], "async_reset", list(self._flight),
+                             len(self._flight))
+        self._flight = {p: (self._pools.actors[p].reset.remote(seeds[lo:hi], options), "reset")
                         for p, (lo, hi) in enumerate(self.ranges)}
 
     def send(self, actions, env_id=None) -> None:
@@ -283,7 +204,7 @@ class AsyncVectorEnv(VectorEnv):
             rows[p] = mine[np.argsort(ids[mine])]
         parts = {p: _take(actions, k, len(ids)) for p, k in rows.items()}  # all checked before anything is sent
         for p, part in parts.items():
-            self._flight[p] = (self._actors[p].step.remote(part), "step")
+            self._flight[p] = (self._pools.actors[p].step.remote(part), "step")
 
     def recv(self, timeout: float | None = None):
         """The first pools to finish, ``batch_size`` envs in all, in pool order.
@@ -309,12 +230,12 @@ class AsyncVectorEnv(VectorEnv):
         pools = list(self._flight)
         refs = [self._flight[p][0] for p in pools]
         size = self.ranges[0][1] - self.ranges[0][0]
-        done = sorted(pools[k] for k in self._wait(refs, "recv", pools, self.batch_size // size,
-                                                   timeout=timeout)[: self.batch_size // size])
+        done = sorted(pools[k] for k in self._pools.wait(refs, "recv", pools, self.batch_size // size,
+                                                         timeout=timeout)[: self.batch_size // size])
         results, infos, offset = [], {}, 0
         for p in done:
             (ref, kind), (lo, hi) = self._flight.pop(p), self.ranges[p]
-            r = _ray().get(ref)
+            r = ray_module().get(ref)
             if kind == "reset":
                 r = (r[0], np.zeros(hi - lo), np.zeros(hi - lo, bool), np.zeros(hi - lo, bool), r[1])
             merge_batched(infos, r[4], offset, self.batch_size)
@@ -334,7 +255,8 @@ class AsyncVectorEnv(VectorEnv):
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple:
         """``name(*args, **kwargs)`` on every env (or its attribute ``name``)."""
         self._check_open()
-        return sum(self._get([a.call.remote(name, args, kwargs) for a in self._actors], f"call({name!r})"), ())
+        return sum(self._pools.call("apply", {p: ("call", (name, *args), kwargs) for p in range(len(self.ranges))},
+                                    f"call({name!r})"), ())
 
     def get_attr(self, name: str) -> tuple:
         return self.call(name)
@@ -348,18 +270,13 @@ class AsyncVectorEnv(VectorEnv):
         if len(values) != self.num_envs:
             raise ValueError("Values must be a list or tuple with length equal to the number of environments. "
                              f"Got `{len(values)}` values for {self.num_envs} environments.")
-        self._get([a.set_attr.remote(name, list(values[lo:hi])) for a, (lo, hi) in zip(self._actors, self.ranges)],
-                  f"set_attr({name!r})")
+        self._pools.call("apply", {p: ("set_attr", (name, list(values[lo:hi])), {})
+                                   for p, (lo, hi) in enumerate(self.ranges)}, f"set_attr({name!r})")
 
     def close_extras(self, **kwargs: Any) -> None:
         """Closes every pool (its envs, workers and segment), then ends its actor."""
-        ray = _ray()
-        if self._actors and ray.is_initialized():
-            done = [a.close.remote() for p, a in enumerate(self._actors) if p not in self._dead]
-            if done:
-                ray.wait(done, num_returns=len(done), timeout=CLOSE_GRACE_S)
-        if self._finalizer is not None:
-            self._finalizer()
+        if self._pools is not None:
+            self._pools.close()
 
     # ---- the pieces ----
 
@@ -382,8 +299,8 @@ class AsyncVectorEnv(VectorEnv):
         return seeds
 
     def _check_open(self) -> None:
-        if self._broken is not None:
-            raise self._broken
+        if self._pools is not None and self._pools.broken is not None:
+            raise self._pools.broken
         if self.closed:
             raise gym.error.ClosedEnvironmentError(f"Trying to operate on `{type(self).__name__}`, after a call to "
                                                    "`close()`.")
@@ -397,65 +314,6 @@ class AsyncVectorEnv(VectorEnv):
             self._out = gym.vector.utils.create_empty_array(self.single_observation_space, self.num_envs)
         self._out = _join(self.single_observation_space, batches, self._out)
         return self._out
-
-    def _get(self, refs: list, what: str, pools: list[int] | None = None, watch: bool = True) -> list:
-        """The calls' results, in order (see ``_wait``)."""
-        self._wait(refs, what, pools, len(refs), watch)
-        return _ray().get(refs)
-
-    def _wait(self, refs: list, what: str, pools: list[int] | None, num_returns: int, watch: bool = True,
-              timeout: float | None = None) -> list[int]:
-        """Waits until ``num_returns`` of the calls ``refs`` (to ``pools``,
-        all in order when None) are done; returns the indices of those done.
-        A pool's env error is raised as the env raised it; a dead actor, or
-        (``watch``) one that answers no ping for ``DEAD_S`` (its node lost,
-        its process frozen), as ``WorkerDiedError`` naming the pool.
-
-        Raises:
-            multiprocessing.TimeoutError: after ``timeout`` seconds.
-        """
-        ray = _ray()
-        pools = list(range(len(refs))) if pools is None else pools
-        pings: dict[int, tuple[Any, float]] = {}  # pool -> (its ping, when the last answer or the call began)
-        started = time.monotonic()
-        while True:
-            ready, _ = ray.wait(refs, num_returns=num_returns, timeout=PING_S if watch else timeout)
-            ready = set(ready)
-            try:
-                for r in ready:
-                    ray.get(r)  # a failed call raises now, before the others end
-            except ray.exceptions.RayTaskError as exc:
-                raise exc.as_instanceof_cause() from None
-            except ray.exceptions.RayActorError as exc:
-                p = next((p for p, r in zip(pools, refs) if _failed(ray, r)), pools[0])
-                raise self._died(p, what, str(exc)) from exc
-            if len(ready) >= num_returns:
-                return [k for k, r in enumerate(refs) if r in ready]
-            now = time.monotonic()
-            if timeout is not None and now - started >= timeout:
-                raise errors.TimeoutError(f"the call to `{what}` has timed out after {timeout} second(s).")
-            for p, r in zip(pools, refs):
-                if r in ready:
-                    continue
-                ping, since = pings.get(p, (None, started))
-                if ping is not None and ray.wait([ping], timeout=0)[0]:
-                    ping, since = None, now
-                if now - since > DEAD_S:
-                    raise self._died(p, what, f"no answer to rock_vec's pings for {now - since:.1f} s (its node "
-                                              "lost or its process frozen)")
-                pings[p] = (ping or self._actors[p].ping.remote(), since)
-
-    def _died(self, p: int, what: str, why: str) -> errors.WorkerDiedError:
-        """Pool ``p``'s end, named; the env is unusable after it."""
-        lo, hi = self.ranges[p]
-        where = getattr(self, "pools", None)
-        node = (f"node {where[p]['node']} at {where[p]['address']}, actor pid {where[p]['pid']}" if where
-                else "while it started")
-        self._broken = errors.WorkerDiedError(
-            f"rock_vec.ray: pool {p} ({node}; envs {lo}..{hi - 1}) died during `{what}`: {why}",
-            worker=p, pid=where[p]["pid"] if where else -1, env_ids=list(range(lo, hi)), exit_code=None, signal=None)
-        self._dead.add(p)
-        return self._broken
 
 
 def make_vec(env_id: str, num_envs: int = 1, *, pools: int | str = "auto", cpus_per_pool: int | None = None,
@@ -476,29 +334,8 @@ def make_vec(env_id: str, num_envs: int = 1, *, pools: int | str = "auto", cpus_
                                  mode=AutoresetMode(autoreset_mode))
 
 
-def _ray():
-    try:
-        import ray
-    except ImportError as exc:
-        raise ImportError("rock_vec.ray needs Ray: pip install 'rock-vec[ray]'") from exc
-    return ray
 
 
-def _placements(ray, pools, cpus_per_pool) -> list[tuple[int, Any]]:
-    """(CPUs, Ray scheduling strategy) of each pool."""
-    check_int("cpus_per_pool", cpus_per_pool)
-    if pools == "auto":
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        nodes = [(n["NodeID"], int(n["Resources"].get("CPU", 0))) for n in ray.nodes() if n["Alive"]]
-        chosen = [(cpus_per_pool or cpus, NodeAffinitySchedulingStrategy(node, soft=False))
-                  for node, cpus in nodes if cpus >= (cpus_per_pool or 1)]
-        if not chosen:
-            raise RuntimeError(f"no live Ray node has {cpus_per_pool or 1} CPU(s) for a pool: {nodes}")
-        return chosen
-    if not isinstance(pools, (int, np.integer)) or isinstance(pools, bool) or pools < 1:
-        raise ValueError(f"pools must be 'auto' or a positive int, got {pools!r}")
-    return [(cpus_per_pool or 1, "SPREAD")] * int(pools)
 
 
 def _batch_size(batch_size: int | None, num_envs: int, ranges: list[tuple[int, int]]) -> int:
@@ -547,24 +384,3 @@ def _join(space: spaces.Space, batches: list, out):
     if isinstance(batches[0], np.ndarray):
         return np.concatenate(batches, out=out)
     return tuple(item for b in batches for item in b)  # spaces batched as tuples (Text, Graph, Sequence)
-
-
-def _failed(ray, ref) -> bool:
-    try:
-        ray.get(ref, timeout=0)
-    except ray.exceptions.GetTimeoutError:
-        return False
-    except Exception:  # noqa: BLE001 - this call failed
-        return True
-    return False
-
-
-def _kill(ray, actors: list) -> None:
-    """Ends every pool's actor (its fork server then removes its workers and segment)."""
-    if ray.is_initialized():
-        for actor in actors:
-            try:
-                ray.kill(actor)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-    actors.clear()
