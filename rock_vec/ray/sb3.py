@@ -28,6 +28,7 @@ from .. import sb3
 from ..engine.options import PoolOptions
 from ..engine.session import options_and_env_kwargs
 from ..errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
+from ..worker.hosting import env_spec
 from .actors import Pools
 from .vector import _join, _rows
 
@@ -68,7 +69,7 @@ class RockVecEnv(VecEnv):
         def build(lo: int, hi: int):
             return lambda: sb3.RockVecEnv.from_id(env_id, hi - lo, env_kwargs, **options)
 
-        self._start(n_envs, build, gym.spec(env_id), pools, cpus_per_pool)
+        self._start(n_envs, build, env_spec(env_id), pools, cpus_per_pool)
         return self
 
     def _start(self, num_envs: int, build, spec, pools, cpus_per_pool) -> None:

@@ -32,6 +32,7 @@ from .. import errors, vector_env
 from ..engine.options import PoolOptions, check_int
 from ..engine.session import options_and_env_kwargs
 from ..infos import merge_batched
+from ..worker.hosting import env_spec
 from .actors import Pools, ray_module
 
 class AsyncVectorEnv(VectorEnv):
@@ -83,7 +84,7 @@ class AsyncVectorEnv(VectorEnv):
     @classmethod
     def _of_id(cls, env_id: str, num_envs: int, env_kwargs: dict, options: dict, **layout) -> "AsyncVectorEnv":
         self = cls.__new__(cls)
-        spec = gym.spec(env_id)  # fails here, with gymnasium's message, on an unknown id
+        spec = env_spec(env_id)  # fails here, with gymnasium's message, on an unknown id
         mode = layout["mode"]
 
         def build(lo: int, hi: int):
@@ -104,12 +105,12 @@ class AsyncVectorEnv(VectorEnv):
             raise
         self._pool_of = np.repeat(np.arange(len(self.ranges)), [hi - lo for lo, hi in self.ranges])
         self._flight: dict[int, tuple[Any, str]] = {}  # pool -> its call started by send/async_reset, and which
-        obs_space, act_space, metadata, render_mode, env_spec = p.spaces
+        obs_space, act_space, metadata, render_mode, spec_of_env = p.spaces
         self.single_observation_space, self.single_action_space = obs_space, act_space
         self.observation_space = gym.vector.utils.batch_space(obs_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(act_space, num_envs)
         self.metadata = dict(metadata, autoreset_mode=mode)
-        self.render_mode, self.spec = render_mode, env_spec
+        self.render_mode, self.spec = render_mode, spec_of_env
         self.closed = False
         self._obs: list | None = None  # each pool's last observations (a masked reset keeps the others')
         self._out = None  # the arrays returned when copy=False

@@ -73,6 +73,12 @@ def test_make_vec_builds_an_id_only_the_driver_registered_on_every_node(cluster)
         assert_lockstep(envs, ref, steps=20, seed=9)
     finally:
         gym.registry.pop("RockVecDriverOnly-v0")
+    # "module:id": the module registers the id wherever it is imported.
+    from rock_vec.synthetic import SYNTHETIC_MAKE_ID
+
+    envs = rock_vec.ray.make_vec(SYNTHETIC_MAKE_ID, num_envs=4, pools=2, obs_shape=(3,), obs_dtype="float32")
+    ref = SyncVectorEnv([lambda: gym.make(SYNTHETIC_MAKE_ID, obs_shape=(3,), obs_dtype="float32")] * 4)
+    assert_lockstep(envs, ref, steps=20, seed=2)
 
 
 def test_calls_and_attributes_reach_every_env_in_order(cluster):
