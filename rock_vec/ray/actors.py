@@ -31,6 +31,8 @@ import numpy as np
 from .. import errors
 from ..engine.options import check_int
 
+#: Seconds the pools may take to start (Ray waits for free CPUs forever).
+START_TIMEOUT_S = 120.0
 #: Seconds ``close`` waits for each pool to close its envs before its actor is killed.
 CLOSE_GRACE_S = 10.0
 #: While a call is out, each pool that has not answered is pinged this often ...
@@ -123,8 +125,18 @@ class Pools:
             self.actors.append(remote.options(num_cpus=cpus, scheduling_strategy=strategy, max_concurrency=2)
                                .remote(build(lo, hi), spec))
         try:
-            # No pings yet: an actor answers none before its pool is built.
-            self.info = self.get([a.describe.remote() for a in self.actors], "startup", watch=False)
+            # No pings yet: an actor answers none before its pool is built; but
+            # one Ray cannot place (no CPUs left) would never answer.
+            refs = [a.describe.remote() for a in self.actors]
+            try:
+                self.wait(refs, "startup", None, len(refs), watch=False, timeout=START_TIMEOUT_S)
+            except errors.TimeoutError:
+                waiting = len(refs) - len(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+                raise errors.TimeoutError(
+                    f"rock_vec.ray: {waiting} of {len(refs)} pools had not started within {START_TIMEOUT_S:.0f} s "
+                    f"(Ray starts an actor only where its CPUs are free: {placements[0][0]} CPU(s) each; CPUs free "
+                    f"in the cluster now: {ray.available_resources().get('CPU', 0):g})") from None
+            self.info = ray.get(refs)
             self.spaces = ray.get(self.actors[0].spaces.remote())
         except BaseException:
             self.close()

@@ -353,3 +353,17 @@ def test_sb3_ppo_learns_cartpole_through_pools_on_three_nodes(cluster):
         assert mean >= 450
     finally:
         venv.close()
+
+
+def test_pools_ray_cannot_place_fail_after_the_start_timeout_and_leave_nothing(cluster, monkeypatch):
+    import ray
+
+    import rock_vec.ray
+    from rock_vec.errors import TimeoutError
+    from rock_vec.ray import actors
+
+    monkeypatch.setattr(actors, "START_TIMEOUT_S", 3.0)
+    with pytest.raises(TimeoutError, match=r"of 4 pools had not started within 3 s \(Ray starts an actor only where "
+                                           r"its CPUs are free: 1 CPU\(s\) each; CPUs free in the cluster now: 0\)"):
+        rock_vec.ray.AsyncVectorEnv(space_envs(4), pools=4)  # 3 nodes of 1 CPU
+    assert not left_after(10, lambda: ray.available_resources().get("CPU", 0) < 3)  # every actor ended
