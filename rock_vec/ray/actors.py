@@ -149,9 +149,29 @@ class Pools:
         return self.get(refs, what or method)
 
     def get(self, refs: list, what: str, pools: list[int] | None = None, watch: bool = True) -> list:
-        """The calls' results, in order (see ``wait``)."""
+        """The calls' results, in order (see ``wait``). One ``ray.get`` while
+        every pool answers within ``PING_S`` (``wait``'s pings cost a
+        ``ray.wait`` and a ``ray.get`` per pool: 0.5 ms a step here)."""
+        if self.broken is not None:
+            raise self.broken
+        ray = ray_module()
+        try:
+            return ray.get(refs, timeout=PING_S if watch else None)
+        except ray.exceptions.GetTimeoutError:
+            pass
+        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
+            self._raise(exc, refs, pools, what)
         self.wait(refs, what, pools, len(refs), watch)
-        return ray_module().get(refs)
+        return ray.get(refs)
+
+    def _raise(self, exc: BaseException, refs: list, pools: list[int] | None, what: str):
+        """A failed call's error: an env's as the env raised it, a dead actor's as ``WorkerDiedError``."""
+        ray = ray_module()
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            raise exc.as_instanceof_cause() from None
+        pools = list(range(len(refs))) if pools is None else pools
+        p = next((p for p, r in zip(pools, refs) if _failed(ray, r)), pools[0])
+        raise self._died(p, what, str(exc)) from exc
 
     def wait(self, refs: list, what: str, pools: list[int] | None, num_returns: int, watch: bool = True,
              timeout: float | None = None) -> list[int]:
@@ -175,11 +195,8 @@ class Pools:
             try:
                 for r in ready:
                     ray.get(r)  # a failed call raises now, before the others end
-            except ray.exceptions.RayTaskError as exc:
-                raise exc.as_instanceof_cause() from None
-            except ray.exceptions.RayActorError as exc:
-                p = next((p for p, r in zip(pools, refs) if _failed(ray, r)), pools[0])
-                raise self._died(p, what, str(exc)) from exc
+            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
+                self._raise(exc, refs, pools, what)
             if len(ready) >= num_returns:
                 return [k for k, r in enumerate(refs) if r in ready]
             now = time.monotonic()
