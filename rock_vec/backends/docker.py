@@ -201,7 +201,11 @@ class DockerBackend:
     def _remove(self, container) -> None:
         try:
             container.remove(force=True)
-        except Exception:  # noqa: BLE001 - auto-remove got there first
+        except Exception:  # noqa: BLE001 - auto-remove got there first (or is under way)
+            pass
+        try:  # an auto-remove under way refuses ours and ends later: wait until the engine lists it no more
+            container.wait(condition="removed", timeout=5)
+        except Exception:  # noqa: BLE001 - already gone (NotFound)
             pass
 
     def kill(self, workers: list[int]) -> None:
