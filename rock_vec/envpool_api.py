@@ -22,6 +22,23 @@ from . import errors
 from .infos import batch_infos
 
 
+def env_ids(env_id, num_envs: int, where: str = "the pool has") -> np.ndarray:
+    """``send``'s ``env_id`` as an array (all envs when None).
+
+    Raises:
+        ValueError: not a 1-D array of ints, ids out of range, or repeated.
+    """
+    ids = np.arange(num_envs) if env_id is None else np.asarray(env_id)
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise ValueError(f"env_id must be a 1-D array of ints, got {ids.dtype} of shape {ids.shape}")
+    bad = ids[(ids < 0) | (ids >= num_envs)]
+    if bad.size:
+        raise ValueError(f"env_id {bad.tolist()} out of range: {where} envs 0..{num_envs - 1}")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError(f"env_id repeats ids: {ids.tolist()}")
+    return ids
+
+
 class _BatchInfos:
     """gymnasium's ``_add_info`` over a batch of ``size`` rows."""
 
@@ -60,14 +77,7 @@ class EnvPoolAPI:
         """
         self._assert_open()
         self._assert_idle("send")
-        ids = np.arange(self.num_envs) if env_id is None else np.asarray(env_id)
-        if ids.ndim != 1 or ids.dtype.kind not in "iu":
-            raise ValueError(f"env_id must be a 1-D array of ints, got {ids.dtype} of shape {ids.shape}")
-        bad = ids[(ids < 0) | (ids >= self.num_envs)]
-        if bad.size:
-            raise ValueError(f"env_id {bad.tolist()} out of range: the pool has envs 0..{self.num_envs - 1}")
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError(f"env_id repeats ids: {ids.tolist()}")
+        ids = env_ids(env_id, self.num_envs)
         running = ids[self._batches.running[ids]]
         if running.size:
             raise ValueError(f"envs {running.tolist()} are already running: recv their results before sending again")

@@ -31,6 +31,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from .. import errors, vector_env
 from ..engine.options import PoolOptions, check_int
 from ..engine.session import options_and_env_kwargs
+from ..envpool_api import env_ids
 from ..infos import merge_batched
 from ..worker.hosting import env_spec
 from .actors import Pools, ray_module
@@ -185,14 +186,7 @@ class AsyncVectorEnv(VectorEnv):
                 pools; actions that do not match the ids. Nothing is sent then.
         """
         self._check_open()
-        ids = np.arange(self.num_envs) if env_id is None else np.asarray(env_id)
-        if ids.ndim != 1 or ids.dtype.kind not in "iu":
-            raise ValueError(f"env_id must be a 1-D array of ints, got {ids.dtype} of shape {ids.shape}")
-        bad = ids[(ids < 0) | (ids >= self.num_envs)]
-        if bad.size:
-            raise ValueError(f"env_id {bad.tolist()} out of range: the pools have envs 0..{self.num_envs - 1}")
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError(f"env_id repeats ids: {ids.tolist()}")
+        ids = env_ids(env_id, self.num_envs, "the pools have")
         rows = {}
         for p in np.unique(self._pool_of[ids]).tolist():
             lo, hi = self.ranges[p]

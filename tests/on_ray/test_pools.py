@@ -336,23 +336,11 @@ def test_sb3_face_reaches_the_envs_asked_for_across_pools(cluster):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sb3_ppo_learns_cartpole_through_pools_on_three_nodes(cluster):
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.evaluation import evaluate_policy
+    from ppo_cartpole import assert_learns_cartpole
 
     from rock_vec.ray.sb3 import RockVecEnv
 
-    venv = RockVecEnv.from_id("CartPole-v1", 8)
-    try:
-        # RL Zoo's CartPole-v1 PPO hyperparameters.
-        model = PPO("MlpPolicy", venv, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-                    ent_coef=0.0, learning_rate=lambda f: f * 1e-3, clip_range=lambda f: f * 0.2, seed=0,
-                    device="cpu", verbose=0)
-        model.learn(total_timesteps=100_000)
-        mean, std = evaluate_policy(model, venv, n_eval_episodes=20, deterministic=True)
-        print(f"PPO on CartPole-v1 through rock_vec.ray.sb3.RockVecEnv on 3 nodes: mean reward {mean:.1f} +- {std:.1f}")
-        assert mean >= 450
-    finally:
-        venv.close()
+    assert_learns_cartpole(RockVecEnv.from_id("CartPole-v1", 8), "rock_vec.ray.sb3.RockVecEnv on 3 nodes", at_least=450)
 
 
 def test_pools_ray_cannot_place_fail_after_the_start_timeout_and_leave_nothing(cluster, monkeypatch):

@@ -208,18 +208,6 @@ def test_image_envs_work_under_vec_transpose_image():
 
 @pytest.mark.slow
 def test_ppo_learns_cartpole_through_rock_vec_env():
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.evaluation import evaluate_policy
+    from ppo_cartpole import assert_learns_cartpole
 
-    venv = RockVecEnv.from_id("CartPole-v1", 8)
-    try:
-        # RL Zoo's CartPole-v1 PPO hyperparameters.
-        model = PPO("MlpPolicy", venv, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-                    ent_coef=0.0, learning_rate=lambda f: f * 1e-3, clip_range=lambda f: f * 0.2, seed=0,
-                    device="cpu", verbose=0)
-        model.learn(total_timesteps=100_000)
-        mean, std = evaluate_policy(model, venv, n_eval_episodes=20, deterministic=True)
-        print(f"PPO on CartPole-v1 through RockVecEnv: mean reward {mean:.1f} +- {std:.1f}")
-        assert mean >= 475
-    finally:
-        venv.close()
+    assert_learns_cartpole(RockVecEnv.from_id("CartPole-v1", 8), "RockVecEnv", at_least=475)
