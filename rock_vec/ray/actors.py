@@ -155,13 +155,14 @@ class Pools:
         if self.broken is not None:
             raise self.broken
         ray = ray_module()
+        started = time.monotonic()
         try:
             return ray.get(refs, timeout=PING_S if watch else None)
         except ray.exceptions.GetTimeoutError:
             pass
         except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
             self._raise(exc, refs, pools, what)
-        self.wait(refs, what, pools, len(refs), watch)
+        self.wait(refs, what, pools, len(refs), watch, started=started)
         return ray.get(refs)
 
     def _raise(self, exc: BaseException, refs: list, pools: list[int] | None, what: str):
@@ -174,12 +175,14 @@ class Pools:
         raise self._died(p, what, str(exc)) from exc
 
     def wait(self, refs: list, what: str, pools: list[int] | None, num_returns: int, watch: bool = True,
-             timeout: float | None = None) -> list[int]:
+             timeout: float | None = None, started: float | None = None) -> list[int]:
         """Waits until ``num_returns`` of the calls ``refs`` (to ``pools``,
         all in order when None) are done; returns the indices of those done.
         A pool's env error is raised as the env raised it; a dead actor, or
         (``watch``) one that answers no ping for ``DEAD_S`` (its node lost,
         its process frozen), as ``WorkerDiedError`` naming the pool.
+
+        ``started``: when the calls began (``time.monotonic``), if before now.
 
         Raises:
             multiprocessing.TimeoutError: after ``timeout`` seconds.
@@ -189,7 +192,7 @@ class Pools:
         ray = ray_module()
         pools = list(range(len(refs))) if pools is None else pools
         pings: dict[int, tuple[Any, float]] = {}  # pool -> (its ping, when the last answer or the call began)
-        started = time.monotonic()
+        started = time.monotonic() if started is None else started
         while True:
             ready = set(ray.wait(refs, num_returns=num_returns, timeout=PING_S if watch else timeout)[0])
             try:

@@ -162,9 +162,9 @@ def test_a_frozen_pool_is_found_by_its_missed_pings_within_3_s(cluster):
     processes = processes_of(envs)
     os.kill(frozen["pid"], signal.SIGSTOP)  # Ray sees a live actor that never answers
     start = time.monotonic()
-    with pytest.raises(WorkerDiedError, match=r"pool 0 .* no answer to rock_vec's pings for 2\.\d s"):
+    with pytest.raises(WorkerDiedError, match=r"pool 0 .* no answer to rock_vec's pings for \d\.\d s"):
         envs.step(envs.action_space.sample())
-    assert time.monotonic() - start < 3.5
+    assert time.monotonic() - start < 3.2
     with pytest.raises(WorkerDiedError, match="pool 0"):  # the env stays broken, as a pool whose worker died
         envs.step(envs.action_space.sample())
     envs.close()  # kills the frozen actor without waiting for it
