@@ -187,6 +187,11 @@ class DockerBackend:
                 self._remove(container)
         for container in containers:
             self._remove(container)
+        for container in containers:  # an auto-remove under way refused ours and ends later
+            try:
+                container.wait(condition="removed", timeout=5)
+            except Exception:  # noqa: BLE001 - already gone (NotFound)
+                pass
         self._stopping.set()
         if self._events is not None:
             self._events.close()
@@ -202,10 +207,6 @@ class DockerBackend:
         try:
             container.remove(force=True)
         except Exception:  # noqa: BLE001 - auto-remove got there first (or is under way)
-            pass
-        try:  # an auto-remove under way refuses ours and ends later: wait until the engine lists it no more
-            container.wait(condition="removed", timeout=5)
-        except Exception:  # noqa: BLE001 - already gone (NotFound)
             pass
 
     def kill(self, workers: list[int]) -> None:
