@@ -190,20 +190,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         seeds = self._seed_list(seed)
         self._assert_idle("reset_async")
         options = dict(self._arrays.inputs(options)) if options is not None else None
-        mask = None
-        if options is not None and "reset_mask" in options:
-            mask = options.pop("reset_mask")
-            if not isinstance(mask, np.ndarray):
-                raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
-            if mask.shape != (self.num_envs,):
-                raise ValueError(f"`options['reset_mask']` must have shape `({self.num_envs},)`, got {mask.shape}")
-            if mask.dtype != np.bool_:
-                raise TypeError(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
-            if not np.any(mask):
-                raise ValueError(
-                    "`options['reset_mask']` must contain a boolean array with at least one True value, "
-                    f"got reset_mask={mask}")
-            mask = mask.copy()
+        mask = pop_reset_mask(options, self.num_envs)
         self._io.start_reset(seeds, [options] * self.num_envs, mask)
         self._reset_mask = mask
         self._state = AsyncState.WAITING_RESET
@@ -381,19 +368,7 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
                 "async_reset(), before a synchronous call", "recv")
 
     def _seed_list(self, seed) -> list:
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            return [int(seed) + i for i in range(self.num_envs)]
-        seeds = list(seed)
-        if len(seeds) != self.num_envs:
-            raise ValueError(
-                f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
-                f"but got length={len(seeds)}.")
-        for i, s in enumerate(seeds):
-            if s is not None and (not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0):
-                raise TypeError(f"seed for env {i} is {s!r}; seeds must be non-negative ints or None")
-        return [None if s is None else int(s) for s in seeds]
+        return seed_list(seed, self.num_envs)
 
     def _collect(self, timeout: float | None, what: str) -> None:
         try:
@@ -417,6 +392,53 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
             return self._io.env_call(op, name, indices, args, kwargs, values)
         finally:
             self._state = AsyncState.DEFAULT
+
+
+def seed_list(seed, num_envs: int) -> list:
+    """Each env's seed, as gymnasium's vector envs read ``seed``: None for
+    all, ``seed + i`` for an int, or a list of one per env.
+
+    Raises:
+        ValueError: a list of the wrong length. TypeError: a seed that is
+            not a non-negative int or None.
+    """
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return [int(seed) + i for i in range(num_envs)]
+    seeds = list(seed)
+    if len(seeds) != num_envs:
+        raise ValueError(
+            f"If seeds are passed as a list the length must match num_envs={num_envs} "
+            f"but got length={len(seeds)}.")
+    for i, s in enumerate(seeds):
+        if s is not None and (not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0):
+            raise TypeError(f"seed for env {i} is {s!r}; seeds must be non-negative ints or None")
+    return [None if s is None else int(s) for s in seeds]
+
+
+def pop_reset_mask(options: dict | None, num_envs: int) -> np.ndarray | None:
+    """Takes ``options['reset_mask']`` out of ``options`` (a copy of the
+    user's) and checks it as gymnasium does; a copy of it, or None.
+
+    Raises:
+        TypeError: not a numpy array, or not bool. ValueError: of the wrong
+            shape, or no True in it.
+    """
+    if options is None or "reset_mask" not in options:
+        return None
+    mask = options.pop("reset_mask")
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
+    if mask.shape != (num_envs,):
+        raise ValueError(f"`options['reset_mask']` must have shape `({num_envs},)`, got {mask.shape}")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
+    if not np.any(mask):
+        raise ValueError(
+            "`options['reset_mask']` must contain a boolean array with at least one True value, "
+            f"got reset_mask={mask}")
+    return mask.copy()
 
 
 def make_vec(

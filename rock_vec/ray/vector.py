@@ -122,20 +122,16 @@ class AsyncVectorEnv(VectorEnv):
         """Resets every env (or those ``options["reset_mask"]`` selects), env
         ``i`` with ``seed + i`` (an int) or ``seed[i]`` (a list)."""
         self._check_idle("reset")
-        seeds = self._seeds(seed)
-        mask = None if options is None else options.get("reset_mask")
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
-                raise ValueError(f"`options['reset_mask']` must be a bool array of shape ({self.num_envs},), "
-                                 f"got {mask.dtype} of shape {mask.shape}")
+        seeds = vector_env.seed_list(seed, self.num_envs)
+        options = None if options is None else dict(options)
+        mask = vector_env.pop_reset_mask(options, self.num_envs)
         if self._obs is None and mask is not None and not mask.all():
             raise ValueError("the first reset must reset every env: `options['reset_mask']` is not all True")
         calls = {}
         for p, (lo, hi) in enumerate(self.ranges):
             if mask is not None and not mask[lo:hi].any():
                 continue  # Sync leaves these envs as they are
-            part = options if mask is None else dict(options, reset_mask=mask[lo:hi])
+            part = options if mask is None else dict(options, reset_mask=mask[lo:hi])  # options: the mask taken out
             calls[p] = self._pools.actors[p].reset.remote(seeds[lo:hi], part)
         results = dict(zip(calls, self._pools.get(list(calls.values()), "reset", list(calls))))
         obs = list(self._obs) if self._obs is not None else [None] * len(self.ranges)
@@ -170,7 +166,7 @@ class AsyncVectorEnv(VectorEnv):
         :meth:`recv`, ``batch_size`` envs at a time. Pools still running are
         waited for and their results dropped."""
         self._check_open()
-        seeds = self._seeds(seed)
+        seeds = vector_env.seed_list(seed, self.num_envs)
         if self._flight:
             self._pools.wait([ref for ref, _ in self._flight.values()], "async_reset", list(self._flight),
                              len(self._flight))
@@ -280,18 +276,6 @@ class AsyncVectorEnv(VectorEnv):
         if self._flight:
             raise errors.RockVecError(f"`{what}` while envs are running from send() or async_reset(): recv them "
                                       "first")
-
-    def _seeds(self, seed) -> list:
-        """Env ``i``'s seed: ``seed + i`` (an int), ``seed[i]`` (a list) or None."""
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, (int, np.integer)):
-            return [int(seed) + i for i in range(self.num_envs)]
-        seeds = list(seed)
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
-                             f"but got length={len(seeds)}.")
-        return seeds
 
     def _check_open(self) -> None:
         if self._pools is not None and self._pools.broken is not None:
