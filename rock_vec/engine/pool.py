@@ -210,6 +210,7 @@ class Pool:
         self._oom_kills = errors.oom_kills()
         self.broken: BaseException | None = None
         self._workers_all = ffi.new("uint32_t[]", list(range(num_workers)))
+        self._slots = self.seg.slots
         self.batches = AsyncBatches(self, self.batch_size, capacity)
         self._start(options.start_timeout)
         if ray_granted_cpus():  # a pool inside a Ray actor: Ray chose torch's threads, the workers need CPUs
@@ -289,7 +290,14 @@ class Pool:
             if self.crowding.sample() != self.crowded:
                 self.crowded = not self.crowded
                 self.seg.header.learner_crowded = self.crowded  # read by each worker as it plans its next wait
-            self.keep_off.follow(self.pids, lib.rv_current_cpu() if self.crowded else -1)
+            if self.crowded or self.keep_off.cpu >= 0:
+                self.keep_off.follow(self.pids, lib.rv_current_cpu() if self.crowded else -1)
+        if hosts is None and requests is None and collect:  # a step: every host, nothing to send
+            self._target = (self._target + self.num_workers) & 0xFFFFFFFF
+            lib.rv_dispatch(self._slots, self._workers_all, self.num_workers, cmd, 0)
+            self._local_op = None if self.local is None else (cmd, None)
+            self._pending = list(self.hosts)
+            return
         local = self.local is not None and (hosts is None or LOCAL in hosts)
         remote = self._all if hosts is None else [h for h in hosts if h != LOCAL]
         blobs = {}
@@ -300,7 +308,7 @@ class Pool:
                 raise TypeError(f"{what} cannot be sent to the workers: {exc}") from exc
         if hosts is None and not blobs:
             self._target = (self._target + self.num_workers) & 0xFFFFFFFF
-            lib.rv_dispatch(self.seg.slots, self._workers_all, self.num_workers, cmd, 0)
+            lib.rv_dispatch(self._slots, self._workers_all, self.num_workers, cmd, 0)
         else:
             mailbox = self.arrays["mailbox"]
             for w, data in blobs.items():
@@ -311,7 +319,7 @@ class Pool:
                 mailbox[w, : len(data)] = np.frombuffer(data, np.uint8)
             for w in remote:
                 self._target = (self._target + 1) & 0xFFFFFFFF
-                lib.rv_dispatch(self.seg.slots, ffi.new("uint32_t[]", [w]), 1, cmd, len(blobs.get(w, b"")))
+                lib.rv_dispatch(self._slots, ffi.new("uint32_t[]", [w]), 1, cmd, len(blobs.get(w, b"")))
         self._local_op = (cmd, requests.get(LOCAL) if requests else None) if local else None
         if not collect:
             if self._local_op is not None:

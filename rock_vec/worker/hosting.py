@@ -124,7 +124,7 @@ class EnvHost:
         self.env_id, self.err = a["a.env_id"], a["a.err"]
         self.fills = ffi.cast("uint32_t *", ffi.from_buffer(a["a.fill"]))
         self.envs: list = []
-        self.autoreset = np.zeros(hi - lo, dtype=bool)
+        self.autoreset = [False] * (hi - lo)  # each env's next step is its reset (NEXT_STEP, DISABLED)
         self.env_index: int | None = None
         # The running episode of each env, in Python floats (cheap per step);
         # the segment's monitor counters are written only when one ends.
@@ -213,12 +213,19 @@ class EnvHost:
         self.ep_return[j] += float(rew)
         self.ep_length[j] += 1
         if te or tr:
-            self._episode_ended(i, j)
-        if (te or tr) and self.mode is AutoresetMode.SAME_STEP:
+            return self._ended(i, j, obs, rew, te, tr, info)
+        return obs, rew, te, tr, [info], None
+
+    def _ended(self, i: int, j: int, obs, rew, te, tr, info) -> tuple:
+        """``advance``'s result for env ``i`` (the ``j``-th hosted), whose
+        step just ended its episode: its reset comes now (SAME_STEP) or
+        with its next step."""
+        self._episode_ended(i, j)
+        if self.mode is AutoresetMode.SAME_STEP:
             final = copy.deepcopy(obs)  # before reset: an env may reuse its observation buffer
-            obs, reset_info = env.reset()
+            obs, reset_info = self.envs[j].reset()
             return obs, rew, te, tr, [info, reset_info], final
-        self.autoreset[j] = te or tr
+        self.autoreset[j] = True
         return obs, rew, te, tr, [info], None
 
     def _episode_ended(self, i: int, j: int) -> None:
@@ -230,15 +237,45 @@ class EnvHost:
         self.ep_return[j], self.ep_length[j] = 0.0, 0
 
     def step(self) -> int:
-        """Steps every hosted env; returns how many."""
-        write, advance = self.out.write, self.advance
-        for i in range(self.lo, self.hi):
-            self.env_index = i
-            write(i, i, advance(i))
+        """Steps every hosted env; returns how many.
+
+        The loop is ``advance`` and ``ResultArrays.write`` inlined for an
+        env that goes on (most steps of most envs): on a cold CPU (after the
+        learner's policy forward) every call and temporary there costs
+        again per env. An env that ended, or whose next step is its reset,
+        takes the general path."""
+        lo, out, obs = self.lo, self.out, self.out.obs
+        rew, term, trunc, info, info_len = out.rew, out.term, out.trunc, out.info, out.info_len
+        single = obs.single and obs.simple
+        obs_array = obs.arrays[0]
+        read_action, autoreset = self.actions.read_one, self.autoreset
+        ep_return, ep_length = self.ep_return, self.ep_length
+        i = lo
+        try:
+            for j, env in enumerate(self.envs):
+                i = lo + j
+                if autoreset[j]:
+                    out.write(i, i, self.advance(i))
+                    continue
+                o, r, te, tr, inf = env.step(read_action(i))
+                ep_return[j] += float(r)
+                ep_length[j] += 1
+                if te or tr:
+                    out.write(i, i, self._ended(i, j, o, r, te, tr, inf))
+                    continue
+                if single:
+                    obs_array[i] = o
+                else:
+                    obs.write_one(i, o)
+                rew[i], term[i], trunc[i] = r, te, tr
+                info_len[i] = codec.encode_into([inf], info[i], 0, what=f"info of env {i}") if inf else 0
+        except BaseException:
+            self.env_index = i  # the env every error report names
+            raise
         self.env_index = None
         if self.frames.pending():
             self.frames.serve(self.envs)
-        return self.hi - self.lo
+        return self.hi - lo
 
     def step_to_row(self, i: int) -> None:
         """Steps env ``i`` (an async send); its result goes to a row of the

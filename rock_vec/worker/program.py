@@ -91,7 +91,7 @@ class Worker:
                     self._close()
                     registry.forget_learner(int(self.header.learner_pid))
                     return 0
-            self.rhythm.learn(self.slot.cmd_ns - idle_since, seen.doze_late_ns, seen.stolen_ns)
+            gap = self.slot.cmd_ns - idle_since  # read now: an async send may ring again meanwhile
             commands, seq = (seen.seq - seq) & 0xFFFFFFFF, seen.seq
             cmd = self.slot.cmd
             handler, context = handlers.get(cmd, (self._unknown, "on an unknown command"))
@@ -100,6 +100,8 @@ class Worker:
             self.slot.busy_ns += time.perf_counter_ns() - started
             if cmd == protocol.CMD_CLOSE:
                 return 0
+            # After the command, not before: the learner waits for the results, not for this.
+            self.rhythm.learn(gap, seen.doze_late_ns, seen.stolen_ns)
 
     def _guard(self, handler, context: str) -> tuple[int, int]:
         """Runs a handler; returns (status, reply_len)."""
