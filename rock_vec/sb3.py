@@ -111,7 +111,19 @@ class RockVecEnv(VecEnv):
             io.pool.collect(None, "step_wait")
         finally:
             self._stepping = bool(io.pool.pending)
-        # Read straight from the segment: every array returned below is new.
+        return self._step_results()
+
+    def _restarted_step(self) -> VecEnvStepReturn:
+        """A step's results in which every env restarted: each is reset and
+        reported done (truncated) with ``info['worker_restarted']``, as the
+        envs of a worker replaced during a step. For a pool built anew in
+        place of a lost one (``rock_vec.ray``)."""
+        self._env_call("restart_as_truncated", "", list(range(self.num_envs)))
+        return self._step_results()
+
+    def _step_results(self) -> VecEnvStepReturn:
+        """The last step's results, read straight from the segment: every array returned is new."""
+        io = self._io
         term, trunc = io.term, io.trunc
         dones = term | trunc
         done_list = dones.tolist()

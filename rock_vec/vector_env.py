@@ -252,6 +252,18 @@ class AsyncVectorEnv(EnvPoolAPI, VectorEnv):
         self._assert_is_running()
         self._assert_waiting(AsyncState.WAITING_STEP, "step_wait")
         self._collect(timeout, "step_wait")
+        return self._step_results()
+
+    def _restarted_step(self):
+        """A step's results in which every env restarted: each is reset and
+        reported truncated with ``info['worker_restarted']``, as the envs of
+        a worker replaced during a step (``on_worker_failure='restart'``).
+        For a pool built anew in place of a lost one (``rock_vec.ray``)."""
+        self._env_call("restart_as_truncated", "", list(range(self.num_envs)))
+        return self._step_results()
+
+    def _step_results(self):
+        """The last step's results, read from the segment."""
         io = self._io
         done = np.logical_or(io.term, io.trunc) if io.same_step else None
         infos = batch_infos(self._add_info, io.info, io.info_len, slice(0, self.num_envs), io.final_obs, done)

@@ -30,7 +30,7 @@ from ..engine.session import options_and_env_kwargs
 from ..errors import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
 from ..worker.hosting import env_spec
 from .actors import Pools
-from .vector import _join, _rows
+from .vector import _join, _rows, restart_budget
 
 
 class RockVecEnv(VecEnv):
@@ -48,13 +48,14 @@ class RockVecEnv(VecEnv):
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], *, pools: int | str = "auto",
                  cpus_per_pool: int | None = None, **options: Any):
         env_fns = list(env_fns)
-        sb3._numpy_only(PoolOptions.of(dict(options), "rock_vec.ray.sb3.RockVecEnv"), "rock_vec.ray.sb3.RockVecEnv")
+        checked = PoolOptions.of(dict(options), "rock_vec.ray.sb3.RockVecEnv")
+        sb3._numpy_only(checked, "rock_vec.ray.sb3.RockVecEnv")
 
         def build(lo: int, hi: int):
             fns = env_fns[lo:hi]
             return lambda: sb3.RockVecEnv(fns, **options)
 
-        self._start(len(env_fns), build, None, pools, cpus_per_pool)
+        self._start(len(env_fns), build, None, pools, cpus_per_pool, restart_budget(checked))
 
     @classmethod
     def from_id(cls, env_id: str, n_envs: int, env_kwargs: dict[str, Any] | None = None, *,
@@ -69,11 +70,11 @@ class RockVecEnv(VecEnv):
         def build(lo: int, hi: int):
             return lambda: sb3.RockVecEnv.from_id(env_id, hi - lo, env_kwargs, **options)
 
-        self._start(n_envs, build, env_spec(env_id), pools, cpus_per_pool)
+        self._start(n_envs, build, env_spec(env_id), pools, cpus_per_pool, restart_budget(pool_options))
         return self
 
-    def _start(self, num_envs: int, build, spec, pools, cpus_per_pool) -> None:
-        self._pools = p = Pools(num_envs, build, spec, pools, cpus_per_pool)
+    def _start(self, num_envs: int, build, spec, pools, cpus_per_pool, max_restarts: int) -> None:
+        self._pools = p = Pools(num_envs, build, spec, pools, cpus_per_pool, max_restarts)
         self.ranges, self.pools = p.ranges, p.info
         self._refs: list | None = None  # the step in flight
         self._closed = False
@@ -86,8 +87,9 @@ class RockVecEnv(VecEnv):
     def reset(self):
         self._assert_idle("reset")
         seeds, options = list(self._seeds), [o if o else {} for o in self._options]
-        results = self._pools.call("reset_sb3", {p: (seeds[lo:hi], options[lo:hi])
-                                                 for p, (lo, hi) in enumerate(self.ranges)}, "reset")
+        args = {p: (seeds[lo:hi], options[lo:hi]) for p, (lo, hi) in enumerate(self.ranges)}
+        results = self._pools.call("reset_sb3", args, "reset",  # a pool built anew is reset alike
+                                   redo=lambda p: self._pools.actors[p].reset_sb3.remote(*args[p]))
         self.reset_infos = [info for _, infos in results for info in infos]
         self._reset_seeds()
         self._reset_options()
@@ -105,7 +107,7 @@ class RockVecEnv(VecEnv):
         if self._refs is None:
             raise NoAsyncCallError("Calling `step_wait` without any prior call to `step_async`.", "step")
         refs, self._refs = self._refs, None
-        results = self._pools.get(refs, "step_wait")
+        results = self._pools.get(refs, "step_wait", redo=lambda p: self._pools.actors[p].restarted.remote())
         obs = _join(self.observation_space, [r[0] for r in results], None)
         return (self._as_dummy(obs), np.concatenate([r[1] for r in results]), np.concatenate([r[2] for r in results]),
                 [info for r in results for info in r[3]])

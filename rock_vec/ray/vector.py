@@ -73,14 +73,14 @@ class AsyncVectorEnv(VectorEnv):
                  autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP, **options: Any):
         env_fns = list(env_fns)
         mode = AutoresetMode(autoreset_mode)
-        PoolOptions.of(options, "rock_vec.ray.AsyncVectorEnv")  # bad options fail here, not on every node
+        checked = PoolOptions.of(dict(options), "rock_vec.ray.AsyncVectorEnv")  # bad options fail here, not on every node
 
         def build(lo: int, hi: int):
             fns = env_fns[lo:hi]
             return lambda: vector_env.AsyncVectorEnv(fns, copy=False, autoreset_mode=mode, **options)
 
         self._start(len(env_fns), build, None, pools=pools, cpus_per_pool=cpus_per_pool, batch_size=batch_size,
-                    copy=copy, mode=mode)
+                    copy=copy, mode=mode, max_restarts=restart_budget(checked))
 
     @classmethod
     def _of_id(cls, env_id: str, num_envs: int, env_kwargs: dict, options: dict, **layout) -> "AsyncVectorEnv":
@@ -92,12 +92,13 @@ class AsyncVectorEnv(VectorEnv):
             return lambda: vector_env.make_vec(env_id, num_envs=hi - lo, copy=False, autoreset_mode=mode,
                                                env_kwargs=env_kwargs, **options)
 
-        self._start(num_envs, build, spec, **layout)
+        self._start(num_envs, build, spec, max_restarts=restart_budget(PoolOptions.of(dict(options), "make_vec")),
+                    **layout)
         return self
 
     def _start(self, num_envs: int, build, spec, *, pools, cpus_per_pool, batch_size, copy: bool,
-               mode: AutoresetMode) -> None:
-        self._pools = p = Pools(num_envs, build, spec, pools, cpus_per_pool)
+               mode: AutoresetMode, max_restarts: int) -> None:
+        self._pools = p = Pools(num_envs, build, spec, pools, cpus_per_pool, max_restarts)
         self.num_envs, self.copy, self.ranges, self.pools = num_envs, copy, p.ranges, p.info
         try:
             self.batch_size = _batch_size(batch_size, num_envs, self.ranges)
@@ -105,7 +106,8 @@ class AsyncVectorEnv(VectorEnv):
             p.close()
             raise
         self._pool_of = np.repeat(np.arange(len(self.ranges)), [hi - lo for lo, hi in self.ranges])
-        self._flight: dict[int, tuple[Any, str]] = {}  # pool -> its call started by send/async_reset, and which
+        # pool -> its call started by send/async_reset, which, and the same call to a pool built anew
+        self._flight: dict[int, tuple[Any, str, Callable]] = {}
         obs_space, act_space, metadata, render_mode, spec_of_env = p.spaces
         self.single_observation_space, self.single_action_space = obs_space, act_space
         self.observation_space = gym.vector.utils.batch_space(obs_space, num_envs)
@@ -133,7 +135,8 @@ class AsyncVectorEnv(VectorEnv):
                 continue  # Sync leaves these envs as they are
             part = options if mask is None else dict(options, reset_mask=mask[lo:hi])  # options: the mask taken out
             calls[p] = self._pools.actors[p].reset.remote(seeds[lo:hi], part)
-        results = dict(zip(calls, self._pools.get(list(calls.values()), "reset", list(calls))))
+        results = dict(zip(calls, self._pools.get(list(calls.values()), "reset", list(calls),
+                                                  redo=lambda p: self._reset_anew(p, seeds, options))))
         obs = list(self._obs) if self._obs is not None else [None] * len(self.ranges)
         infos: dict = {}
         for p, (o, info) in results.items():
@@ -149,7 +152,7 @@ class AsyncVectorEnv(VectorEnv):
         if self._obs is None or any(o is None for o in self._obs):
             raise gym.error.ResetNeeded("Cannot call `step` before calling `reset`")
         results = self._pools.call("step", {p: (_rows(actions, lo, hi, self.num_envs),)
-                                            for p, (lo, hi) in enumerate(self.ranges)})
+                                            for p, (lo, hi) in enumerate(self.ranges)}, redo=self._restarted)
         infos: dict = {}
         for (lo, _), r in zip(self.ranges, results):
             merge_batched(infos, r[4], lo, self.num_envs)
@@ -168,9 +171,10 @@ class AsyncVectorEnv(VectorEnv):
         self._check_open()
         seeds = vector_env.seed_list(seed, self.num_envs)
         if self._flight:
-            self._pools.wait([ref for ref, _ in self._flight.values()], "async_reset", list(self._flight),
+            self._pools.wait([ref for ref, *_ in self._flight.values()], "async_reset", list(self._flight),
                              len(self._flight))
-        self._flight = {p: (self._pools.actors[p].reset.remote(seeds[lo:hi], options), "reset")
+        again = lambda p: self._reset_anew(p, seeds, options)  # noqa: E731
+        self._flight = {p: (self._pools.actors[p].reset.remote(seeds[lo:hi], options), "reset", again)
                         for p, (lo, hi) in enumerate(self.ranges)}
 
     def send(self, actions, env_id=None) -> None:
@@ -195,7 +199,7 @@ class AsyncVectorEnv(VectorEnv):
             rows[p] = mine[np.argsort(ids[mine])]
         parts = {p: _take(actions, k, len(ids)) for p, k in rows.items()}  # all checked before anything is sent
         for p, part in parts.items():
-            self._flight[p] = (self._pools.actors[p].step.remote(part), "step")
+            self._flight[p] = (self._pools.actors[p].step.remote(part), "step", self._restarted)
 
     def recv(self, timeout: float | None = None):
         """The first pools to finish, ``batch_size`` envs in all, in pool order.
@@ -221,11 +225,14 @@ class AsyncVectorEnv(VectorEnv):
         pools = list(self._flight)
         refs = [self._flight[p][0] for p in pools]
         size = self.ranges[0][1] - self.ranges[0][0]
-        done = sorted(pools[k] for k in self._pools.wait(refs, "recv", pools, self.batch_size // size,
-                                                         timeout=timeout)[: self.batch_size // size])
+        done = self._pools.wait(refs, "recv", pools, self.batch_size // size, timeout=timeout,
+                                redo=lambda p: self._flight[p][2](p))[: self.batch_size // size]
+        for k, p in enumerate(pools):  # a pool built anew runs its call again: its new call is the one to await
+            self._flight[p] = (refs[k], *self._flight[p][1:])
+        done = sorted(pools[k] for k in done)
         results, infos, offset = [], {}, 0
         for p in done:
-            (ref, kind), (lo, hi) = self._flight.pop(p), self.ranges[p]
+            (ref, kind, _), (lo, hi) = self._flight.pop(p), self.ranges[p]
             r = ray_module().get(ref)
             if kind == "reset":
                 r = (r[0], np.zeros(hi - lo), np.zeros(hi - lo, bool), np.zeros(hi - lo, bool), r[1])
@@ -271,6 +278,17 @@ class AsyncVectorEnv(VectorEnv):
 
     # ---- the pieces ----
 
+    def _restarted(self, p: int):
+        """Pool ``p`` was built anew during a step: the step it returns instead
+        (every env truncated, ``info["worker_restarted"]``)."""
+        return self._pools.actors[p].restarted.remote()
+
+    def _reset_anew(self, p: int, seeds: list, options: dict | None):
+        """Pool ``p`` was built anew during a reset: all its envs are reset
+        (a masked reset's other envs were lost with it), with the seeds asked."""
+        lo, hi = self.ranges[p]
+        return self._pools.actors[p].reset.remote(seeds[lo:hi], options)
+
     def _check_idle(self, what: str) -> None:
         self._check_open()
         if self._flight:
@@ -315,6 +333,12 @@ def make_vec(env_id: str, num_envs: int = 1, *, pools: int | str = "auto", cpus_
 
 
 
+
+
+def restart_budget(options: PoolOptions) -> int:
+    """How many times each pool may be built anew: ``max_restarts`` with
+    ``on_worker_failure="restart"``, else none."""
+    return options.max_restarts if options.on_worker_failure == "restart" else 0
 
 
 def _batch_size(batch_size: int | None, num_envs: int, ranges: list[tuple[int, int]]) -> int:

@@ -336,6 +336,9 @@ class EnvHost:
         ``req["envs"]`` (global indices; None for all); the results of ops
         that return something, in that order."""
         op, name = req["op"], req["name"]
+        if op == "restart_as_truncated":  # a pool built anew for a lost one (rock_vec.ray): every env
+            self.restart_as_truncated()
+            return []
         envs = range(self.lo, self.hi) if req.get("envs") is None else req["envs"]
         results = []
         for k, i in enumerate(envs):

@@ -211,3 +211,26 @@ def test_ppo_learns_cartpole_through_rock_vec_env():
     from ppo_cartpole import assert_learns_cartpole
 
     assert_learns_cartpole(RockVecEnv.from_id("CartPole-v1", 8), "RockVecEnv", at_least=475)
+
+
+def test_a_pool_built_anew_reports_what_a_replaced_worker_reports():
+    """``_restarted_step`` (rock_vec.ray's pool built in place of a lost one)
+    returns, type for type, what SB3's face returns when its worker is
+    replaced mid-step: every env done, truncated, with its terminal
+    observation and ``worker_restarted``; and the step after it."""
+    from sample_envs import FailingEnv
+
+    def venv(how, fail_step):
+        fns = [lambda i=i: FailingEnv(index=i, fail_index=0, fail_step=fail_step, how=how) for i in range(3)]
+        return RockVecEnv(fns, learner_envs=0, num_workers=1, on_worker_failure="restart")
+
+    replaced, anew = venv("sigkill", 2), venv("raise", 100)
+    try:
+        replaced.reset(), anew.reset()
+        replaced.step(np.zeros(3, np.int64))
+        restart = replaced.step(np.zeros(3, np.int64))  # env 0 kills the only worker: every env restarts
+        assert restart[2].all() and all(info["worker_restarted"] and info["TimeLimit.truncated"] for info in restart[3])
+        assert_same(anew._restarted_step(), restart, "the restart step")
+        assert_same(anew.step(np.ones(3, np.int64)), replaced.step(np.ones(3, np.int64)), "the step after it")
+    finally:
+        replaced.close(), anew.close()

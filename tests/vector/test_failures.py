@@ -133,6 +133,34 @@ def test_restart_replaces_a_dead_worker_and_reports_its_envs_truncated():
         envs.close()
 
 
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep", "Disabled"])
+def test_a_pool_built_anew_reports_what_a_replaced_worker_reports(mode):
+    """``_restarted_step`` (for a pool built in place of a lost one, as
+    rock_vec.ray does) returns, type for type, what a real worker replaced
+    mid-step returns for its envs, and the step after it too."""
+    from same import assert_same
+
+    def pool(how, fail_step):
+        fns = [lambda i=i: FailingEnv(index=i, fail_index=0, fail_step=fail_step, how=how) for i in range(3)]
+        return rock_vec.AsyncVectorEnv(fns, learner_envs=0, num_workers=1, autoreset_mode=mode,
+                                       on_worker_failure="restart")
+
+    replaced, anew = pool("sigkill", 2), pool("raise", 100)
+    try:
+        replaced.reset(seed=0), anew.reset(seed=0)
+        replaced.step(np.zeros(3, np.int64))
+        restart = replaced.step(np.zeros(3, np.int64))  # env 0 kills the only worker: every env restarts
+        flagged = restart[4]["final_info"] if mode == "SameStep" else restart[4]  # SAME_STEP: the ended step's info
+        assert restart[3].all() and flagged["worker_restarted"].all()
+        assert_same(anew._restarted_step(), restart, "the restart step")
+        if mode == "Disabled":  # the user resets what ended
+            assert_same(anew.reset(options={"reset_mask": np.ones(3, bool)}),
+                        replaced.reset(options={"reset_mask": np.ones(3, bool)}), "the reset after it")
+        assert_same(anew.step(np.ones(3, np.int64)), replaced.step(np.ones(3, np.int64)), "the step after it")
+    finally:
+        replaced.close(), anew.close()
+
+
 def test_a_crash_loop_spends_the_restart_budget_then_raises():
     fns = [lambda i=i: FailingEnv(index=i, fail_index=1, fail_step=1, how="exit") for i in range(2)]
     envs = rock_vec.AsyncVectorEnv(fns, num_workers=2, on_worker_failure="restart", max_restarts=2)
