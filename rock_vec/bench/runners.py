@@ -12,9 +12,11 @@ A runner is driven through one of five APIs (``Runner.api``, see
   ``rock_vec_oversub``, ``rock_vec_workers``; ``gym_sync``, ``gym_async``
   (gymnasium's default start method: fork on Linux), ``envpool_sync``
   (``batch_size == num_envs``, threads in the learner process), ``pufferlib``;
+  on the Ray cluster the process joined (the ray suite starts one):
+  ``ray_rock_vec``, ``ray_actor_per_env``, ``pufferlib_ray``;
 - ``async``, EnvPool-style batches: ``async_reset()``, then ``recv()`` the
   next ``batch_size`` envs to finish and ``send()`` their actions back:
-  ``rock_vec_async``, ``envpool_async``;
+  ``rock_vec_async``, ``envpool_async``, ``ray_rock_vec_async``;
 - ``sb3``, Stable-Baselines3's ``VecEnv.step``: ``sb3_rock_vec``
   (``RockVecEnv.from_id`` with a layout), ``sb3_subproc`` (SB3's default
   start method), ``sb3_dummy``;
@@ -38,11 +40,13 @@ from typing import Any, Callable, Iterable
 
 from ..vector_env import make_vec
 from .peers import (
+    actor_per_env_envs,
     envpool_envs,
     gym_async_envs,
     gym_sync_envs,
     puffer_layouts,
     pufferlib_envs,
+    pufferlib_ray_envs,
     sb3_dummy_envs,
     sb3_subproc_envs,
 )
@@ -86,6 +90,14 @@ def _rock_vec_oversub(wl: Workload, num_envs: int, layout: int | None, batch_siz
 
 #: Worker processes per usable CPU in the ``rock_vec_oversub`` layout.
 OVERSUBSCRIBED = 4
+
+
+def _ray_rock_vec(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
+    """rock_vec.ray: a pool of one CPU on each node of the Ray cluster this process joined."""
+    from ..ray import make_vec as ray_make_vec
+
+    return ray_make_vec(wl.env_id, num_envs, pools="auto", cpus_per_pool=1, batch_size=batch_size,
+                        envs_per_worker=layout, **wl.kwargs)
 
 
 def _sb3_rock_vec(wl: Workload, num_envs: int, layout: int | None, batch_size: int | None):
@@ -135,6 +147,11 @@ def _none_in_learner(envs, num_envs: int) -> int:
 
 def _pool_learner_envs(envs, num_envs: int) -> int:
     return envs.split.learner_envs
+
+
+def _ray_pools(envs, num_envs: int) -> int:
+    """rock_vec.ray's worker processes: every pool's, on every node."""
+    return sum(len(p["workers"]) for p in envs.pools)
 
 
 # ---------------------------------------------------------------- the table
@@ -234,6 +251,19 @@ RUNNER_SPECS: dict[str, Runner] = {r.name: r for r in (
            "pufferlib.vector.make(backend=Multiprocessing, batch_size=N): a worker per CPU (and every env in one)",
            requires="pufferlib.vector", layouts=True, action_dtype="int32", workers=_pool_workers,
            learner_envs=_none_in_learner, spins_after=0.6, own_layouts=puffer_layouts),
+    Runner("ray_rock_vec", "vector", _ray_rock_vec,
+           "rock_vec.ray.make_vec(pools='auto', cpus_per_pool=1): a pool of one CPU on each Ray node, a call per "
+           "pool per step", requires="ray", ours=True, workers=_ray_pools, learner_envs=_none_in_learner),
+    Runner("ray_rock_vec_async", "async", _ray_rock_vec,
+           "rock_vec.ray.make_vec(..., batch_size=B): send/recv of whole pools, the first to finish",
+           requires="ray", ours=True, batched=True, workers=_ray_pools, learner_envs=_none_in_learner),
+    Runner("ray_actor_per_env", "vector", actor_per_env_envs,
+           "one Ray actor per env (Tianshou's RayVectorEnv, SB3's Ray VecEnv proposal): a call per env per step",
+           requires="ray", workers=_one_process_per_env, learner_envs=_none_in_learner),
+    Runner("pufferlib_ray", "vector", pufferlib_ray_envs,
+           "pufferlib.vector.make(backend=Ray): a Serial actor per cluster CPU, send and recv calls per worker",
+           requires="pufferlib.vector", action_dtype="int32", workers=_pool_workers, learner_envs=_none_in_learner,
+           check=lambda: import_error("ray")),
     Runner("rllib_rock_vec", "rllib", rllib_rock_vec_runner,
            "RLlib's SingleAgentEnvRunner (a Ray actor, 2 CPUs) sampling a rock_vec pool (rock_vec.ray)",
            requires="ray.rllib", ours=True, workers=_pool_workers, learner_envs=runner_learner_envs),

@@ -3,7 +3,8 @@
 - the gym suite: any workloads, sizes and runners (``run_suite``; by
   default ``GYM_WORKLOADS`` and ``RUNNERS``; ``--quick``: ``quick_settings``);
 - the preset suites, fixed groups with the targets of their issues
-  (``SUITES``, ``run_preset``);
+  (``SUITES``, ``run_preset``), the ray suite's on a local Ray cluster it
+  starts (``cluster_of``);
 - every peer side by side (``peer_groups``, ``PEER_TARGETS``).
 
 Each comes down to groups (``groups.Group``) that ``run_groups`` measures:
@@ -19,6 +20,7 @@ know which suite asked.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -41,9 +43,17 @@ STARTUP_SIZES = (16, 64)
 
 @dataclass(frozen=True)
 class Suite:
+    """Groups measured together; ``cluster``: (nodes, CPUs each) of the local
+    Ray cluster the suite starts and runs on (``rock_vec.ray.cluster``)."""
+
     name: str
     description: str
     groups: tuple[Group, ...]
+    cluster: tuple[int, int] | None = None
+
+
+#: Every runner of the ray suite's groups: rock_vec.ray's step and send/recv, the local pool, the baselines.
+RAY_RUNNERS = ("ray_rock_vec", "ray_rock_vec_async", "rock_vec", "ray_actor_per_env", "pufferlib_ray")
 
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
@@ -82,6 +92,18 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
                  targets={"rllib_rock_vec": 1.05, "rllib_rock_vec_direct": 1.05}),
            Group("busy100", 16, ("rllib_rock_vec", "rllib_sync"), peer="rllib_sync",
                  targets={"rllib_rock_vec": 1.5}))),
+    Suite("ray", "rock_vec.ray on a local Ray cluster this suite starts on this machine (2 nodes; 3 logical CPUs "
+                 "each, since every runner is built before any is measured): a pool of 1 CPU on each node against "
+                 "one local pool on the machine's 2 CPUs (1 ms step: targets step >= 0.9x, send/recv in halves "
+                 ">= 0.95x), one Ray actor per env and PufferLib's Ray vectoriser (a worker of 1 CPU per node) on the "
+                 "same cluster (targets >= 3x on the 1 ms step); then the learner's own cost per pool-step",
+          (Group("busy1000", 16, RAY_RUNNERS, batch_size=8, peer="rock_vec",
+                 targets={"ray_rock_vec": 0.9, "ray_rock_vec_async": 0.95},
+                 versus=tuple(Target(ours, 3.0, peer) for ours in ("ray_rock_vec", "ray_rock_vec_async")
+                              for peer in ("ray_actor_per_env", "pufferlib_ray"))),
+           Group("busy100", 16, RAY_RUNNERS, batch_size=8, peer="rock_vec"),
+           Group("cartpole", 16, RAY_RUNNERS, batch_size=8, peer="rock_vec")),
+          cluster=(2, 3)),
     Suite("atari", "ALE Breakout through AtariPreprocessing and FrameStackObservation(4) x16, random actions: "
                    "rock_vec's step vs SyncVectorEnv (target >= 1.8x); async batches of 8 for reference",
           (Group("breakout", 16, ("rock_vec", "rock_vec_async", "gym_sync"), batch_size=8, peer="gym_sync",
@@ -247,16 +269,35 @@ def run_suite(workloads: Sequence[str], env_counts: Sequence[int], repeats: int 
 
 
 def run_preset(suite: str, repeats: int = 3, seconds: float = 2.0, warmup: float | None = None,
-               progress: Callable[[str], Any] | None = None) -> list[dict]:
-    """Runs the groups of ``SUITES[suite]``; each row also gets ``suite``."""
+               progress: Callable[[str], Any] | None = None, own_cluster: bool = True) -> list[dict]:
+    """Runs the groups of ``SUITES[suite]``; each row also gets ``suite``.
+    A suite with a ``cluster`` runs on one it starts (``cluster_of``), unless
+    ``own_cluster`` is False: the caller started it."""
     try:
         spec = SUITES[suite]
     except KeyError:
         raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}") from None
-    rows = run_groups(spec.groups, repeats, seconds, warmup, progress)
+    with cluster_of(spec) if own_cluster else contextlib.nullcontext():
+        rows = run_groups(spec.groups, repeats, seconds, warmup, progress)
     for r in rows:
         r["suite"] = suite
     return rows
+
+
+@contextlib.contextmanager
+def cluster_of(suite: Suite):
+    """The local Ray cluster ``suite`` runs on, started and ended (nothing for a suite without one).
+
+    Raises:
+        RuntimeError: Ray is missing, or the cluster did not start.
+    """
+    if suite.cluster is None:
+        yield
+        return
+    from ..ray.cluster import local_cluster
+
+    with local_cluster(*suite.cluster):
+        yield
 
 
 def _drop_duplicate_layouts(entries: list[dict]) -> list[dict]:

@@ -39,6 +39,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              "float32 (3, 224, 224) images (588 KiB), no step cost; measures bandwidth"),
     Workload("busy100", SYNTHETIC_MAKE_ID, {"obs_shape": (4,), "obs_dtype": "float32", "step_us": 100},
              "4 float32 obs, 100 us of busy CPU per step; measures parallel speed-up"),
+    Workload("busy1000", SYNTHETIC_MAKE_ID, {"obs_shape": (4,), "obs_dtype": "float32", "step_us": 1000},
+             "4 float32 obs, 1 ms of busy CPU per step: envs worth spreading over machines (the ray suite)"),
     Workload("jitter", SYNTHETIC_MAKE_ID, {"obs_shape": (4,), "obs_dtype": "float32", "step_us": 105,
                                             "jitter_us": 95},
              "4 float32 obs, busy CPU drawn uniformly in 10..200 us per step; measures waiting on stragglers"),

@@ -20,7 +20,7 @@ import sys
 from typing import Sequence
 
 from .exits import EXIT_FAILED, EXIT_OK
-from .tables import ProgressBar, format_peer_table, format_table, format_versus_table, print_progress
+from .tables import ProgressBar, format_peer_table, format_table, format_versus_table, print_progress, versus_lines
 
 
 def machine_line(extra: Sequence[str] = ()) -> str:
@@ -118,9 +118,11 @@ def _settings(args) -> dict:
 
 def bench_command(args) -> int:
     """Runs ``rock-vec bench`` on a command line ``bench_usage_error`` passed; returns the exit code."""
+    from ..bench.driver_cost import format_driver_costs
     from ..bench.groups import group_unavailable
-    from ..bench.runners import RUNNER_SPECS, SWEEP_LAYOUTS, unavailable
-    from ..bench.suites import STARTUP_SIZES, SUITES, peer_groups, run_groups, run_preset, run_suite, same_results
+    from ..bench.runners import RUNNER_SPECS, SWEEP_LAYOUTS, import_error, unavailable
+    from ..bench.suites import (STARTUP_SIZES, SUITES, cluster_of, peer_groups, run_groups, run_preset, run_suite,
+                                same_results)
     from ..bench.timing import container_startup
 
     suites = _suites(args)
@@ -152,7 +154,7 @@ def bench_command(args) -> int:
 
     skipped = {r: unavailable(r) for r in RUNNER_SPECS if r in used and unavailable(r)}
     results: list[dict] = []
-    train_loops: dict = {}  # the train suite's gap sweep and PPO loop
+    train_loops: dict = {}  # the train suite's gap sweep and PPO loop, the ray suite's driver costs
     try:
         for suite in suites:
             if len(suites) > 1:
@@ -173,10 +175,18 @@ def bench_command(args) -> int:
                 spec = SUITES[suite]
                 # First, while torch still has its default thread count (the groups' policies keep to one).
                 loops = _train_loops(repeats, seconds, progress) if suite == "train" else None
-                rows = run_preset(suite, repeats, seconds, progress=progress)
+                costs = None
+                if spec.cluster is not None and import_error("ray"):
+                    rows = []  # its runners are skipped, each noted below
+                elif spec.cluster is not None:
+                    with cluster_of(spec):
+                        rows = run_preset(suite, repeats, seconds, progress=progress, own_cluster=False)
+                        costs = _driver_costs(repeats, seconds, progress)
+                else:
+                    rows = run_preset(suite, repeats, seconds, progress=progress)
                 print(spec.description)
                 print("vs_peer: over " + "; ".join(f"{g.peer} ({g.label()})" for g in spec.groups))
-                table = format_peer_table(rows)
+                table = "\n".join([format_peer_table(rows), *versus_lines(rows)])
                 if suite == "docker" and not unavailable("rock_vec_docker"):
                     for n in STARTUP_SIZES:
                         took = container_startup(n)
@@ -192,6 +202,9 @@ def bench_command(args) -> int:
                 if loops is not None:
                     table += "".join(f"\n\n{t}" for t in loops.pop("tables") if t)
                     train_loops.update(loops)
+                if costs is not None:
+                    table += f"\n\n{format_driver_costs(costs)}"
+                    train_loops["driver_costs"] = costs
             progress("")
             print(table)
             for line in _skip_notes({r: skipped[r] for r in runners_of(suite) if r in skipped}):
@@ -226,6 +239,16 @@ def bench_command(args) -> int:
             return EXIT_FAILED
         print(f"results written to {args.json}")
     return EXIT_OK
+
+
+def _driver_costs(repeats: int, seconds: float, progress) -> list[dict]:
+    """The ray suite's second part, on its cluster: the driver's CPU per
+    step over 1 and 2 pools (one per node), and the model beyond
+    (``rock_vec.bench.driver_cost``)."""
+    from ..bench import driver_cost
+
+    measured = [driver_cost.measure_driver(p, seconds, repeats=repeats, progress=progress) for p in (1, 2)]
+    return driver_cost.model(measured)
 
 
 def _train_loops(repeats: int, seconds: float, progress) -> dict:

@@ -96,11 +96,15 @@ def format_versus_table(rows: list[dict]) -> str:
     lines = [(r["workload"], str(r["num_envs"]), r["runner"], f"{r['steps_per_s']:,.0f}",
               *(_fmt_ratio(r["vs"].get(p)) for p in peers)) for r in ours]
     table = _render(head, {1, *range(3, len(head))}, ours, lines)
-    checks = [f"target: {r['workload']} x{r['num_envs']} {r['runner']} over {v['over']}: "
-              + ("not measured" if v["ratio"] is None else f"{v['ratio']:.2f}x")
-              + f" (>= {v['least']:.2f}: " + ("?" if v["met"] is None else "met" if v["met"] else "missed") + ")"
-              for r in ours for v in r.get("versus", [])]
-    return "\n".join([table, *checks])
+    return "\n".join([table, *versus_lines(ours)])
+
+
+def versus_lines(rows: list[dict]) -> list[str]:
+    """A line per ``versus`` target of ``rows`` (``groups.Target``): the ratio and whether it is met."""
+    return [f"target: {r['workload']} x{r['num_envs']} {r['runner']} over {v['over']}: "
+            + ("not measured" if v["ratio"] is None else f"{v['ratio']:.2f}x")
+            + f" (>= {v['least']:.2f}: " + ("?" if v["met"] is None else "met" if v["met"] else "missed") + ")"
+            for r in rows for v in r.get("versus", [])]
 
 
 def print_progress(line: str) -> None:

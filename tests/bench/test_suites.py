@@ -145,3 +145,29 @@ def test_peer_runners_build_the_synthetic_workload(runner):
         assert obs.shape == (2, 84, 84, 4) and obs.dtype == np.uint8
     finally:
         envs.close()
+
+
+def test_the_driver_cost_model_keeps_measured_rows_and_extrapolates_the_rest():
+    from rock_vec.bench.driver_cost import ENVS_PER_POOL, model
+
+    measured = [{"pools": 1, "driver_us": 700.0, "per_pool_us": 700.0, "steps_per_s": 900.0, "measured": True},
+                {"pools": 2, "driver_us": 1300.0, "per_pool_us": 650.0, "steps_per_s": 500.0, "measured": True}]
+    rows = model(measured, pools=(1, 4, 16))
+    assert [(r["pools"], r["measured"]) for r in rows] == [(1, True), (2, True), (4, False), (16, False)]
+    by = {r["pools"]: r for r in rows}
+    assert by[4]["driver_us"] == pytest.approx(100 + 600 * 4) and by[16]["driver_us"] == pytest.approx(100 + 600 * 16)
+    assert by[2]["most_steps_per_s"] == pytest.approx(1e6 / 1300)
+    assert by[4]["env_steps_per_s"] == pytest.approx(1e6 / 2500 * 4 * ENVS_PER_POOL)
+    assert model(measured[:1], pools=(2,))[1]["driver_us"] == pytest.approx(1400)  # one point: proportional
+
+
+def test_the_ray_suite_measures_the_issue_targets():
+    suite = SUITES["ray"]
+    assert suite.cluster == (2, 3)
+    first = suite.groups[0]
+    assert (first.workload, first.num_envs, first.batch_size, first.peer) == ("busy1000", 16, 8, "rock_vec")
+    assert first.targets == {"ray_rock_vec": 0.9, "ray_rock_vec_async": 0.95}
+    assert {(t.runner, t.least, t.over) for t in first.versus} == {
+        (ours, 3.0, peer) for ours in ("ray_rock_vec", "ray_rock_vec_async")
+        for peer in ("ray_actor_per_env", "pufferlib_ray")}
+    assert WORKLOADS["busy1000"].kwargs["step_us"] == 1000

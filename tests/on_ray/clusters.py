@@ -3,11 +3,6 @@ and ``ray start --address``), and what the tests ask of the processes on it."""
 
 import contextlib
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 
 import psutil
@@ -15,51 +10,15 @@ import psutil
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for Ray's workers: sample_envs, same
 
 
-def ray_command(*args, env):
-    ray = os.path.join(os.path.dirname(sys.executable), "ray")
-    subprocess.run([ray, *args], env=env, check=True, capture_output=True, timeout=120)
-
-
 @contextlib.contextmanager
 def local_cluster(nodes: int = 2, cpus: int = 2):
-    """``nodes`` Ray nodes of ``cpus`` CPUs each, and this process connected
-    as the driver; yields {"head": id, "others": [ids]}. Torn down by killing
-    every process the cluster started."""
-    import ray
+    """``nodes`` Ray nodes of ``cpus`` CPUs each on this machine, this process
+    the driver (``rock_vec.ray.cluster.local_cluster``), their workers
+    importing the tests' env modules; yields {"head": id, "others": [ids]}."""
+    from rock_vec.ray.cluster import local_cluster as cluster
 
-    temp = tempfile.mkdtemp(prefix="rv-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, RAY_AUTH_MODE="disabled",
-               PYTHONPATH=os.pathsep.join(filter(None, [TESTS, os.path.dirname(__file__), os.environ.get("PYTHONPATH")])))
-    try:
-        ray_command("start", "--head", f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false",
-                    "--disable-usage-stats", f"--temp-dir={temp}", env=env)
-        for _ in range(nodes - 1):
-            ray_command("start", f"--address=127.0.0.1:{port}", f"--num-cpus={cpus}", "--disable-usage-stats",
-                        env=env)
-        ray.init(address=f"127.0.0.1:{port}")
-        head = ray.get_runtime_context().get_node_id()
-        alive_nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-        assert len(alive_nodes) == nodes, alive_nodes
-        yield {"head": head, "others": [n for n in alive_nodes if n != head]}
-    finally:
-        ray.shutdown()
-        ours = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
-        for proc in ours + [c for p in ours for c in descendants(p)]:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def descendants(proc):
-    try:
-        return proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
+    with cluster(nodes, cpus, pythonpath=[TESTS, os.path.dirname(__file__)]) as ids:
+        yield ids
 
 
 def raylet_of(node_id):
