@@ -17,6 +17,7 @@ import pytest
 
 from rock_vec.segment import registry
 from rock_vec.segment.mapping import NAME_PREFIX, SHM_DIR
+from rock_vec.segment.processes import pid_alive
 
 LEARNER = Path(__file__).resolve().parents[1] / "lifetime_learner.py"
 
@@ -29,12 +30,7 @@ def start(mode, context=None):
     return proc, json.loads(line)
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+alive = pid_alive  # a zombie is gone; a process that ends while its stat is read too
 
 
 def segments_of(pid):
