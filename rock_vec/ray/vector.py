@@ -20,6 +20,7 @@ and merges the pools' infos as SyncVectorEnv would have batched them
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -173,7 +174,7 @@ class AsyncVectorEnv(VectorEnv):
         if self._flight:
             self._pools.wait([ref for ref, *_ in self._flight.values()], "async_reset", list(self._flight),
                              len(self._flight))
-        again = lambda p: self._reset_anew(p, seeds, options)  # noqa: E731
+        again = functools.partial(self._reset_anew, seeds=seeds, options=options)
         self._flight = {p: (self._pools.actors[p].reset.remote(seeds[lo:hi], options), "reset", again)
                         for p, (lo, hi) in enumerate(self.ranges)}
 
@@ -329,10 +330,6 @@ def make_vec(env_id: str, num_envs: int = 1, *, pools: int | str = "auto", cpus_
     return AsyncVectorEnv._of_id(env_id, int(num_envs), env_kwargs, options, pools=pools,
                                  cpus_per_pool=cpus_per_pool, batch_size=batch_size, copy=copy,
                                  mode=AutoresetMode(autoreset_mode))
-
-
-
-
 
 
 def restart_budget(options: PoolOptions) -> int:

@@ -44,6 +44,14 @@ def gone(pool):
     return [p for p in [pool["pid"], *pool["workers"]] if alive(p)] + segments_of(pool["pid"])
 
 
+def restarting(**options):
+    """Four slow envs in two pools of one CPU (one worker each), lost pools built anew."""
+    import rock_vec.ray
+
+    return rock_vec.ray.AsyncVectorEnv([SLOW] * 4, pools=2, cpus_per_pool=1, learner_envs=0,
+                                       on_worker_failure="restart", **options)
+
+
 def step_while(envs, action, kill):
     """``envs.step(action)`` with ``kill()`` run once the step is out; its results and seconds."""
     threading.Timer(0.05, kill).start()
@@ -53,10 +61,7 @@ def step_while(envs, action, kill):
 
 
 def test_a_killed_pool_comes_back_on_its_node_its_envs_truncated_the_others_as_sync(cluster):
-    import rock_vec.ray
-
-    envs = rock_vec.ray.AsyncVectorEnv([SLOW] * 4, pools=2, cpus_per_pool=1, learner_envs=0,
-                                       on_worker_failure="restart")
+    envs = restarting()
     sync = SyncVectorEnv([SLOW] * 2)  # the envs of pool 0, which lives on
     try:
         assert_same(envs.reset(seed=0)[0][:2], sync.reset(seed=0)[0], "reset")
@@ -81,10 +86,7 @@ def test_a_killed_pool_comes_back_on_its_node_its_envs_truncated_the_others_as_s
 
 
 def test_a_lost_node_brings_its_pool_back_on_another_node(cluster):
-    import rock_vec.ray
-
-    envs = rock_vec.ray.AsyncVectorEnv([SLOW] * 4, pools=2, cpus_per_pool=1, learner_envs=0,
-                                       on_worker_failure="restart")
+    envs = restarting()
     try:
         envs.reset(seed=0)
         index, lost = next((i, dict(p)) for i, p in enumerate(envs.pools) if p["node"] != cluster[0])
@@ -105,10 +107,8 @@ def test_a_lost_node_brings_its_pool_back_on_another_node(cluster):
 
 def test_a_pool_that_keeps_dying_spends_its_budget_then_the_env_breaks(cluster):
     from rock_vec.errors import WorkerDiedError
-    import rock_vec.ray
 
-    envs = rock_vec.ray.AsyncVectorEnv([SLOW] * 4, pools=2, cpus_per_pool=1, learner_envs=0,
-                                       on_worker_failure="restart", max_restarts=1)
+    envs = restarting(max_restarts=1)
     try:
         envs.reset(seed=0)
         step_while(envs, ZEROS, lambda: os.kill(envs.pools[0]["pid"], signal.SIGKILL))  # restart 1
@@ -124,10 +124,8 @@ def test_a_pool_that_keeps_dying_spends_its_budget_then_the_env_breaks(cluster):
 
 def test_a_call_whose_pool_is_built_anew_raises_and_the_env_goes_on(cluster):
     from rock_vec.errors import WorkerDiedError
-    import rock_vec.ray
 
-    envs = rock_vec.ray.AsyncVectorEnv([SLOW] * 4, pools=2, cpus_per_pool=1, learner_envs=0,
-                                       on_worker_failure="restart")
+    envs = restarting()
     try:
         envs.reset(seed=0)
         os.kill(envs.pools[1]["pid"], signal.SIGKILL)
@@ -141,10 +139,7 @@ def test_a_call_whose_pool_is_built_anew_raises_and_the_env_goes_on(cluster):
 
 
 def test_send_recv_gets_the_restarted_step_of_a_pool_lost_in_flight(cluster):
-    import rock_vec.ray
-
-    envs = rock_vec.ray.AsyncVectorEnv([SLOW] * 4, pools=2, cpus_per_pool=1, learner_envs=0, batch_size=4,
-                                       on_worker_failure="restart")
+    envs = restarting(batch_size=4)
     try:
         envs.async_reset(seed=0)
         envs.recv()
