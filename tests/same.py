@@ -59,3 +59,15 @@ def assert_lockstep(ours, ref, steps: int, seed) -> None:
     finally:
         ours.close()
         ref.close()
+
+
+def info_row(batched: dict, k: int) -> dict:
+    """Row ``k`` of batched infos (``_add_info``'s layout, ``env_id`` left out)
+    as that env's own infos batched alone: arrays of one row, masks included."""
+    out = {}
+    for key, value in batched.items():
+        if key.startswith("_") or key == "env_id" or not batched[f"_{key}"][k]:
+            continue
+        out[key] = info_row(value, k) if isinstance(value, dict) else value[k:k + 1]
+        out[f"_{key}"] = batched[f"_{key}"][k:k + 1]
+    return out

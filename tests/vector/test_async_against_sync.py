@@ -23,21 +23,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import rock_vec  # noqa: E402
 from rock_vec.errors import AlreadyPendingCallError, NoAsyncCallError, RockVecError  # noqa: E402
 from sample_envs import SPACES, SpaceEnv  # noqa: E402
-from same import assert_same  # noqa: E402
+from same import assert_same, info_row  # noqa: E402
 
 NUM_ENVS, BATCH = 4, 2
 MAKE = functools.partial(SpaceEnv, SPACES["box_f32"], SPACES["discrete"], max_len=4)
-
-
-def row(batched, k: int):
-    """Row ``k`` of batched infos (``_add_info``'s layout) as one env's own batched infos, of one row."""
-    out = {}
-    for key, value in batched.items():
-        if key.startswith("_") or key == "env_id" or not batched[f"_{key}"][k]:
-            continue
-        out[key] = row(value, k) if isinstance(value, dict) else value[k:k + 1]
-        out[f"_{key}"] = batched[f"_{key}"][k:k + 1]
-    return out
 
 
 class AsyncAgainstSync(RuleBasedStateMachine):
@@ -89,7 +78,7 @@ class AsyncAgainstSync(RuleBasedStateMachine):
         assert ids.dtype == np.int32 and len(ids) == BATCH and len(set(ids.tolist())) == BATCH
         for k, i in enumerate(ids.tolist()):
             want = self.expected[i].popleft()
-            got = (obs[k:k + 1], rew[k:k + 1], term[k:k + 1], trunc[k:k + 1], row(info, k))
+            got = (obs[k:k + 1], rew[k:k + 1], term[k:k + 1], trunc[k:k + 1], info_row(info, k))
             assert_same(got, want, f"env {i}'s row")
 
     # ---- refused calls: an error, and the pool as it was ----
