@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from .timing import timed
 from .workloads import workload_named
 
 #: Pool counts of the model's table.
@@ -43,17 +44,13 @@ def measure_driver(pools: int, seconds: float = 1.0, workload: str = "cartpole",
     envs = make_vec(wl.env_id, pools * ENVS_PER_POOL, pools=pools, cpus_per_pool=1, **wl.kwargs)
     try:
         envs.reset(seed=0)
-        actions = np.stack([envs.action_space.sample() for _ in range(16)])
+        actions = np.stack([envs.action_space.sample() for _ in range(16)])  # a power of two, as timed wants
         runs = []
         for rep in range(repeats):
-            end = time.perf_counter() + seconds / 5  # warm-up
-            while time.perf_counter() < end:
-                envs.step(actions[0])
-            cpu, wall, steps = time.process_time(), time.perf_counter(), 0
-            while time.perf_counter() - wall < seconds:
-                envs.step(actions[steps & 15])
-                steps += 1
-            runs.append(((time.process_time() - cpu) / steps, steps / (time.perf_counter() - wall)))
+            timed(envs.step, actions, seconds / 5, 0.0)  # warm-up, outside the CPU clock's interval
+            cpu = time.process_time()
+            steps, elapsed = timed(envs.step, actions, seconds, 0.0)
+            runs.append(((time.process_time() - cpu) / steps, steps / elapsed))
             if progress:
                 progress(f"driver cost, {pools} pool(s): run {rep + 1}/{repeats}")
     finally:

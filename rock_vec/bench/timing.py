@@ -2,7 +2,7 @@
 runner's envs; ``measure_once``, built and closed around it), and the
 seconds until a docker pool is ready (``container_startup``).
 
-Its own module so that one clock loop (``_timed``) times every runner
+Its own module so that one clock loop (``timed``) times every runner
 alike, whichever driver makes its rounds, apart from the suites'
 bookkeeping of groups and rows.
 """
@@ -20,7 +20,7 @@ from .runners import Runner, make_envs
 from .workloads import Workload
 
 
-def _timed(round_: Callable[[np.ndarray], Any], actions: np.ndarray, seconds: float, warmup: float) -> tuple[int, float]:
+def timed(round_: Callable[[np.ndarray], Any], actions: np.ndarray, seconds: float, warmup: float) -> tuple[int, float]:
     """Rounds run in ``seconds`` of wall time after ``warmup`` seconds, and the exact time taken."""
     mask = len(actions) - 1  # len is a power of two
     clock = time.perf_counter
@@ -56,7 +56,7 @@ def measure(envs, seconds: float, warmup: float | None = None, seed: int = 0, *,
     if warmup is None:
         warmup = min(0.5, max(0.1, seconds / 4))
     drive = start(runner, envs, envs.num_envs, batch_size, seed, policy)
-    rounds, elapsed = _timed(drive.round, drive.actions, seconds, warmup)
+    rounds, elapsed = timed(drive.round, drive.actions, seconds, warmup)
     drive.finish()
     return rounds * drive.rows / elapsed
 

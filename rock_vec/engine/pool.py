@@ -290,14 +290,7 @@ class Pool:
             if self.crowding.sample() != self.crowded:
                 self.crowded = not self.crowded
                 self.seg.header.learner_crowded = self.crowded  # read by each worker as it plans its next wait
-            if self.crowded or self.keep_off.cpu >= 0:
-                self.keep_off.follow(self.pids, lib.rv_current_cpu() if self.crowded else -1)
-        if hosts is None and requests is None and collect:  # a step: every host, nothing to send
-            self._target = (self._target + self.num_workers) & 0xFFFFFFFF
-            lib.rv_dispatch(self._slots, self._workers_all, self.num_workers, cmd, 0)
-            self._local_op = None if self.local is None else (cmd, None)
-            self._pending = list(self.hosts)
-            return
+            self.keep_off.follow(self.pids, lib.rv_current_cpu() if self.crowded else -1)
         local = self.local is not None and (hosts is None or LOCAL in hosts)
         remote = self._all if hosts is None else [h for h in hosts if h != LOCAL]
         blobs = {}

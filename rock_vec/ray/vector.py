@@ -137,7 +137,8 @@ class AsyncVectorEnv(VectorEnv):
             part = options if mask is None else dict(options, reset_mask=mask[lo:hi])  # options: the mask taken out
             calls[p] = self._pools.actors[p].reset.remote(seeds[lo:hi], part)
         results = dict(zip(calls, self._pools.get(list(calls.values()), "reset", list(calls),
-                                                  redo=lambda p: self._reset_anew(p, seeds, options))))
+                                                  redo=functools.partial(self._reset_anew, seeds=seeds,
+                                                                         options=options))))
         obs = list(self._obs) if self._obs is not None else [None] * len(self.ranges)
         infos: dict = {}
         for p, (o, info) in results.items():

@@ -21,6 +21,7 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule  # noqa: E402
 
 import rock_vec  # noqa: E402
+from rock_vec.segment.processes import pid_alive  # noqa: E402
 from rock_vec.errors import AlreadyPendingCallError, NoAsyncCallError, RockVecError  # noqa: E402
 from sample_envs import SPACES, SpaceEnv  # noqa: E402
 from same import assert_same, info_row  # noqa: E402
@@ -114,7 +115,7 @@ class AsyncAgainstSync(RuleBasedStateMachine):
     @invariant()
     def every_worker_lives(self):
         if self.ours is not None:
-            assert len(self.ours.worker_pids) == self.ours.num_workers
+            assert all(pid_alive(pid) for pid in self.ours.worker_pids)
 
 
 TestAsyncAgainstSync = AsyncAgainstSync.TestCase
