@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #define RV_MAGIC 0x31304745535652ULL /* "RVSEG01\0" little-endian */
-#define RV_FORMAT_VERSION 1u
+#define RV_FORMAT_VERSION 2u
 #define RV_CACHE_LINE 64
 
 /* Commands the learner gives a worker (rv_worker_slot_t.cmd). */

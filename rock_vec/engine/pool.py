@@ -39,6 +39,7 @@ from ..worker import main_module
 from ..worker.hosting import EnvHost, EnvSource, make_source
 from .batches import AsyncBatches, ring_capacity, ring_geometry
 from .crowding import Crowding, KeepOff
+from .handouts import GENERATIONS
 from .options import PoolOptions, check_int
 from .split import LOCAL, Split
 from .split import ranges as split_ranges
@@ -169,6 +170,8 @@ class Pool:
         self.pids: list[int] = []  # the workers' host pids, as their backend started them
         self.placement = _placement(options, split)
         self.obs_leaves = leaves_of(obs_space, codec_bytes)
+        # Containers keep no lent batch apart from their writes (rock_vec.engine.handouts).
+        self.obs_generations = 1 if options.backend_name == "docker" else GENERATIONS
         self.act_leaves = action_leaves(act_space, codec_bytes)
 
         blob = b""
@@ -227,6 +230,7 @@ class Pool:
             "worker_dozes": options.wait_policy == "auto",  # see rock_vec.worker.rhythm
             "batch_size": self.batch_size,
             "codec_bytes": codec_bytes,
+            "obs_generations": self.obs_generations,
             "obs_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.obs_leaves],
             "act_leaves": [[list(l.path), l.kind, l.dtype, list(l.shape)] for l in self.act_leaves],
             "spec": spec,
@@ -237,7 +241,8 @@ class Pool:
     def _declare_arrays(self, arena: Arena, info_bytes: int, mailbox_bytes: int, capacity: int,
                         spec_bytes: int) -> None:
         """Every array of the segment, in order: the step's, the actions', the async rows' and the env spec's."""
-        plan_arrays(arena, self.obs_leaves, self.num_envs, self.num_workers, info_bytes, mailbox_bytes)
+        plan_arrays(arena, self.obs_leaves, self.num_envs, self.num_workers, info_bytes, mailbox_bytes,
+                    self.obs_generations)
         plan_action_arrays(arena, self.act_leaves, self.num_envs)
         blocks, rows = ring_geometry(self.num_envs, self.batch_size)
         plan_async_arrays(arena, self.obs_leaves, rows, blocks, self.num_workers,

@@ -26,6 +26,7 @@ from ..segment.actions import Actions
 from ..segment.layout import LeafIO
 from ..worker.hosting import env_spec
 from . import split
+from .handouts import Handouts
 from .options import PoolOptions, check_int
 from .pool import Pool
 from .split import Split
@@ -155,7 +156,7 @@ class PoolSession:
             obs_space=self.single_observation_space, act_space=self.single_action_space, num_envs=num_envs,
             split=self.split, autoreset_mode=self.autoreset_mode.value, options=options)
         arrays, obs_space = pool.arrays, self.single_observation_space
-        self.obs = LeafIO(obs_space, pool.obs_leaves, arrays, "obs")
+        self.obs = Handouts(pool.seg, obs_space, pool.obs_leaves, pool.obs_generations)
         self.final_obs = LeafIO(obs_space, pool.obs_leaves, arrays, "fobs")
         self.async_obs = LeafIO(obs_space, pool.obs_leaves, arrays, "a.obs")
         self.async_final_obs = LeafIO(obs_space, pool.obs_leaves, arrays, "a.fobs")
@@ -207,6 +208,7 @@ class PoolSession:
         """Checks and writes ``actions`` (a batch; ``per_env``: one action per
         env, SB3's form) and starts a step of every env (see ``Actions.check``)."""
         self.actions.write(self.actions.check(actions, self.num_envs, per_env))
+        self.obs.hold(self.obs.aim())  # nothing below raises before the workers have it
         self.pool.dispatch(protocol.CMD_STEP)
 
     def start_reset(self, seeds: list, options: list, mask: np.ndarray | None = None, *,
@@ -216,17 +218,22 @@ class PoolSession:
         each env's first observation comes back as a row of the async arrays,
         in finishing order, and only ``Pool.quiesce`` waits for the workers."""
         pool = self.pool
-        hosts = pool.hosts if mask is None else pool.hosts_of(mask)
+        rewrite = mask is not None and not into_rows and self.obs.must_rewrite()
+        hosts = pool.hosts if mask is None or rewrite else pool.hosts_of(mask)
         requests = {}
         for h in hosts:
             lo, hi = pool.range_of(h)
-            requests[h] = {"seeds": seeds[lo:hi], "options": options[lo:hi],
+            requests[h] = {"seeds": seeds[lo:hi], "options": options[lo:hi], "rewrite": rewrite,
                            "mask": None if mask is None else mask[lo:hi].tolist(), "rows": into_rows}
+        generation = self.obs.aim()
         pool.dispatch(protocol.CMD_RESET, hosts, requests, collect=not into_rows, what="reset options")
+        if not into_rows:
+            self.obs.hold(generation)
 
     def start_call(self, name: str, args: tuple, kwargs: dict) -> None:
         """Starts ``name(*args, **kwargs)`` (or a read of attribute ``name``) on every env."""
         request = {"op": "call", "name": name, "args": args, "kwargs": kwargs}
+        self.obs.aim()
         self.pool.dispatch(protocol.CMD_CALL, self.pool.hosts, {h: request for h in self.pool.hosts},
                            what=f"arguments of `{name}`")
 
@@ -254,7 +261,10 @@ class PoolSession:
             h: {"op": op, "name": name, "args": args, "kwargs": kwargs or {}, "envs": [indices[k] for k in ks],
                 "values": None if values is None else [values[k] for k in ks]}
             for h, ks in per_host.items()}
+        generation = self.obs.aim()
         self.pool.dispatch(protocol.CMD_CALL, sorted(requests), requests, what=f"arguments of `{name}`")
+        if op == "restart_as_truncated":  # writes every env's results
+            self.obs.hold(generation)
         self.pool.collect(None, op)
         results: list = [None] * len(indices)
         for h, reply in zip(sorted(requests), self.pool.replies()):

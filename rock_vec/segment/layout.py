@@ -100,14 +100,18 @@ class Arena:
         self.size = offset + max(nbytes, 1)
 
 
-def plan_outputs(arena: Arena, prefix: str, obs_leaves: list[Leaf], rows: int, info_bytes: int) -> None:
+def plan_outputs(arena: Arena, prefix: str, obs_leaves: list[Leaf], rows: int, info_bytes: int,
+                 generations: int | None = None) -> None:
     """Declares one set of output arrays of ``rows`` rows: observations,
-    SAME_STEP final observations (``fobs``), rewards, flags and infos."""
+    SAME_STEP final observations (``fobs``), rewards, flags and infos. With
+    ``generations`` the observations have that many copies, a leading axis
+    (see ``rock_vec.engine.handouts``)."""
     for name in ("obs", "fobs"):
+        axis = (generations,) if generations is not None and name == "obs" else ()
         for i, leaf in enumerate(obs_leaves):
-            arena.add(f"{prefix}{name}{i}", leaf.dtype, (rows, *leaf.shape))
+            arena.add(f"{prefix}{name}{i}", leaf.dtype, (*axis, rows, *leaf.shape))
             if leaf.kind == "codec":
-                arena.add(f"{prefix}{name}{i}.len", "<u4", (rows,))
+                arena.add(f"{prefix}{name}{i}.len", "<u4", (*axis, rows))
     arena.add(f"{prefix}rew", "<f8", (rows,))
     arena.add(f"{prefix}term", "|b1", (rows,))
     arena.add(f"{prefix}trunc", "|b1", (rows,))
@@ -116,14 +120,17 @@ def plan_outputs(arena: Arena, prefix: str, obs_leaves: list[Leaf], rows: int, i
 
 
 def plan_arrays(arena: Arena, obs_leaves: list[Leaf], num_envs: int, num_workers: int, info_bytes: int,
-                mailbox_bytes: int) -> None:
-    """Declares the step arrays (a row per env), the mailboxes, the
+                mailbox_bytes: int, obs_generations: int) -> None:
+    """Declares the step arrays (a row per env; the observations in
+    ``obs_generations`` generations, the one a command writes named in
+    ``obs.gen``), the mailboxes, the
     episode counters a monitor reads (``m.``: per env, written by whoever
     steps the env when an episode ends) and the frame slots of ``rock-vec
     watch`` (``w.``: a watcher asks, the env's host answers between two
     steps; see ``rock_vec.worker.frames``). tmpfs allocates pages on first
     touch: a pool nobody watches pays no memory for the frame slots."""
-    plan_outputs(arena, "", obs_leaves, num_envs, info_bytes)
+    plan_outputs(arena, "", obs_leaves, num_envs, info_bytes, obs_generations)
+    arena.add("obs.gen", "<u4", (1,))
     arena.add("mailbox", "|u1", (num_workers, mailbox_bytes))
     arena.add("m.episodes", "<u8", (num_envs,))
     arena.add("m.last_return", "<f8", (num_envs,))
@@ -225,11 +232,13 @@ class LeafIO:
     a worker writes one env's, the learner reads the batch (or one env's
     final observation)."""
 
-    def __init__(self, space: spaces.Space, leaves: list[Leaf], views: dict, prefix: str):
+    def __init__(self, space: spaces.Space, leaves: list[Leaf], views: dict, prefix: str,
+                 generation: int | None = None):
         self.space = space
         self.leaves = leaves
-        self.arrays = [views[f"{prefix}{i}"] for i in range(len(leaves))]
-        self.lengths = [views.get(f"{prefix}{i}.len") for i in range(len(leaves))]
+        pick = (lambda a: a) if generation is None else (lambda a: None if a is None else a[generation])
+        self.arrays = [pick(views[f"{prefix}{i}"]) for i in range(len(leaves))]
+        self.lengths = [pick(views.get(f"{prefix}{i}.len")) for i in range(len(leaves))]
         self.leaf_spaces = _leaf_spaces(space)
         self._index = {leaf.path: k for k, leaf in enumerate(leaves)}
         self.single = len(leaves) == 1 and leaves[0].path == ()
@@ -308,24 +317,27 @@ class LeafIO:
 
     # -- the whole batch (learner side) --
 
-    def read_batch(self, copy: bool, rows: slice | None = None) -> Any:
+    def read_batch(self, copy: bool, rows: slice | None = None, take=None) -> Any:
         """The batched value of ``rows`` (all by default), as gymnasium's
-        ``concatenate`` would build it; views into the segment unless ``copy``."""
-        if rows is None and self.simple:
+        ``concatenate`` would build it; views into the segment unless ``copy``.
+        ``take(k, array) -> array``, when given, gives fixed-layout leaf
+        ``k``'s array instead (``rock_vec.engine.handouts`` lends its own)."""
+        if take is None and rows is None and self.simple:
             if not copy:
                 return self.batch_views
             if self.single:
                 return self.arrays[0].copy()
             return assemble(self.space, [a.copy() for a in self.arrays])
+        take = take or ((lambda k, array: array.copy()) if copy else None)
         rows = slice(None) if rows is None else rows
         parts = []
-        for leaf, array, length in zip(self.leaves, self.arrays, self.lengths):
+        for k, (leaf, array, length) in enumerate(zip(self.leaves, self.arrays, self.lengths)):
             if leaf.kind == "codec":
                 parts.append(tuple(codec.decode(array[i, : length[i]]) for i in range(len(array))[rows]))
             elif leaf.kind == "text":
                 parts.append(tuple(array[rows].tolist()))
             else:
-                parts.append(array[rows].copy() if copy else array[rows])
+                parts.append(array[rows] if take is None else take(k, array[rows]))
         return assemble(self.space, parts)
 
 

@@ -118,6 +118,18 @@ class Segment:
                 pass
             self.path = ""
 
+    def offset_of(self, view: np.ndarray) -> int:
+        """Where ``view``, an array over this segment, starts in it."""
+        return view.__array_interface__["data"][0] - self.buffer.__array_interface__["data"][0]
+
+    def array_at(self, offset: int, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        """A new C-ordered array at ``offset`` whose base is the mapping
+        itself. numpy hands every array derived from an array the first base
+        that owns its memory or is not an array: here the new array, so each
+        view, torch tensor or DLPack capsule made from it refers to it, and a
+        weak reference to it says when every one of them is gone."""
+        return np.ndarray(shape, dtype, self._mmap, offset)
+
     def slot(self, index: int):
         return self.slots + index  # a pointer: C calls take it, fields read through it
 

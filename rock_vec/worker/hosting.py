@@ -75,11 +75,12 @@ def load_env_source(seg) -> EnvSource:
 
 
 class ResultArrays:
-    """Where an env's results go: the step arrays (a row per env) or the
-    async ring (a row per finished step, claimed by its host)."""
+    """Where an env's results go: the step arrays (a row per env; one
+    generation of their observations) or the async ring (a row per finished
+    step, claimed by its host)."""
 
-    def __init__(self, arrays: dict, prefix: str, obs_space, obs_leaves):
-        self.obs = LeafIO(obs_space, obs_leaves, arrays, f"{prefix}obs")
+    def __init__(self, arrays: dict, prefix: str, obs_space, obs_leaves, generation: int | None = None):
+        self.obs = LeafIO(obs_space, obs_leaves, arrays, f"{prefix}obs", generation)
         self.final_obs = LeafIO(obs_space, obs_leaves, arrays, f"{prefix}fobs")
         self.rew, self.term, self.trunc = arrays[f"{prefix}rew"], arrays[f"{prefix}term"], arrays[f"{prefix}trunc"]
         self.info, self.info_len = arrays[f"{prefix}info"], arrays[f"{prefix}info.len"]
@@ -125,6 +126,10 @@ class EnvHost:
         self.fills = ffi.cast("uint32_t *", ffi.from_buffer(a["a.fill"]))
         self.envs: list = []
         self.autoreset = [False] * (hi - lo)  # each env's next step is its reset (NEXT_STEP, DISABLED)
+        # Each env's last observation, as the env returned it: a masked reset
+        # writes it again into the generation it targets (rock_vec.engine.handouts).
+        self.last_obs: list = [None] * (hi - lo)
+        self.generation = a["obs.gen"]
         self.env_index: int | None = None
         # The running episode of each env, in Python floats (cheap per step);
         # the segment's monitor counters are written only when one ends.
@@ -163,7 +168,8 @@ class EnvHost:
                                action_leaves(env.action_space, man["codec_bytes"]), man["act_leaves"])
         self.env_index = None
         obs_leaves = leaves_of(obs_space, man["codec_bytes"])
-        self.out = ResultArrays(self.seg.arrays, "", obs_space, obs_leaves)
+        self.outs = [ResultArrays(self.seg.arrays, "", obs_space, obs_leaves, g)
+                     for g in range(man["obs_generations"])]
         self.async_out = ResultArrays(self.seg.arrays, "a.", obs_space, obs_leaves)
         self.actions = Actions(act_space, action_leaves(act_space, man["codec_bytes"]), self.seg.arrays,
                                man["num_envs"])
@@ -175,17 +181,32 @@ class EnvHost:
                 f"pool's (every env of a pool needs the same {what} space shapes and dtypes)"
             )
 
+    @property
+    def out(self) -> ResultArrays:
+        """The step arrays, with the generation of observations the command
+        being served writes (the learner names it in ``obs.gen``)."""
+        g = int(self.generation[0])
+        if g >= len(self.outs):
+            raise ValueError(f"obs.gen names generation {g} of {len(self.outs)}: the segment was written over")
+        return self.outs[g]
+
+    def _put(self, out: ResultArrays, i: int, result: tuple) -> None:
+        """Writes env ``i``'s step or reset ``result`` into its row of ``out``."""
+        self.last_obs[i - self.lo] = result[0]
+        out.write(i, i, result)
+
     def restart_as_truncated(self) -> None:
         """For a replacement of a dead worker: its envs restart, and the step
         the old worker never finished reports them truncated."""
         same_step = self.mode is AutoresetMode.SAME_STEP
+        out = self.out
         for j, env in enumerate(self.envs):
             i = self.env_index = self.lo + j
             obs, info = env.reset()
             infos = [dict(info, worker_restarted=True)]
             if same_step:  # a truncation there carries a final obs: the fresh one
                 infos = [{"worker_restarted": True}, info]
-            self.out.write(i, i, (obs, 0.0, False, True, infos, obs if same_step else None))
+            self._put(out, i, (obs, 0.0, False, True, infos, obs if same_step else None))
             # NEXT_STEP: the next step returns a fresh episode's first obs, as after any truncation.
             self.autoreset[j] = self.mode is AutoresetMode.NEXT_STEP
         self.env_index = None
@@ -244,25 +265,27 @@ class EnvHost:
         learner's policy forward) every call and temporary there costs
         again per env. An env that ended, or whose next step is its reset,
         takes the general path."""
-        lo, out, obs = self.lo, self.out, self.out.obs
+        lo, out = self.lo, self.out
+        obs = out.obs
         rew, term, trunc, info, info_len = out.rew, out.term, out.trunc, out.info, out.info_len
         single = obs.single and obs.simple
         obs_array = obs.arrays[0]
-        read_action, autoreset = self.actions.read_one, self.autoreset
+        read_action, autoreset, last_obs = self.actions.read_one, self.autoreset, self.last_obs
         ep_return, ep_length = self.ep_return, self.ep_length
         i = lo
         try:
             for j, env in enumerate(self.envs):
                 i = lo + j
                 if autoreset[j]:
-                    out.write(i, i, self.advance(i))
+                    self._put(out, i, self.advance(i))
                     continue
                 o, r, te, tr, inf = env.step(read_action(i))
                 ep_return[j] += float(r)
                 ep_length[j] += 1
                 if te or tr:
-                    out.write(i, i, self._ended(i, j, o, r, te, tr, inf))
+                    self._put(out, i, self._ended(i, j, o, r, te, tr, inf))
                     continue
+                last_obs[j] = o
                 if single:
                     obs_array[i] = o
                 else:
@@ -291,6 +314,7 @@ class EnvHost:
         if ``produce`` raised. Every claimed row is filled: blocks fill up."""
         try:
             result, error = produce(), None
+            self.last_obs[i - self.lo] = result[0]
         except Exception as exc:  # goes back in the row; the other envs go on
             result = None
             error = errors.encode_exception(exc, f"in env {i} during send ({self.where})")
@@ -311,18 +335,24 @@ class EnvHost:
     def reset(self, req: dict) -> None:
         """Resets the hosted envs ``req["mask"]`` selects (all when None),
         each with its seed and options; with ``req["rows"]`` (async_reset)
-        the results go to the output ring."""
+        the results go to the output ring. With ``req["rewrite"]`` the other
+        envs' last observations are written again (into the generation this
+        reset targets, as SyncVectorEnv concatenates them anew)."""
         seeds, options, mask = req["seeds"], req["options"], req["mask"]
+        out = self.out
         for j, env in enumerate(self.envs):
             i = self.lo + j
             if mask is not None and not mask[j]:
-                self.out.info_len[i] = 0
+                out.info_len[i] = 0
+                if req.get("rewrite") and self.last_obs[j] is not None:
+                    self.env_index = i
+                    out.obs.write_one(i, self.last_obs[j])
                 continue
             self.env_index = i
             if req["rows"]:
                 self.to_row(i, lambda j=j: self._reset_one(j, seeds[j], options[j]))
             else:
-                self.out.write(i, i, self._reset_one(j, seeds[j], options[j]))
+                self._put(out, i, self._reset_one(j, seeds[j], options[j]))
         self.env_index = None
 
     def _reset_one(self, j: int, seed, options) -> tuple:

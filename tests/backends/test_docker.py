@@ -77,6 +77,22 @@ def test_a_docker_pool_steps_exactly_as_sync_and_the_process_pool(engine, by_val
     assert_lockstep(ours, SyncVectorEnv([fn] * 4, autoreset_mode=mode), 25, seed=7)
 
 
+def test_containers_lend_nothing_so_every_copy_true_batch_is_a_copy(engine):
+    """A container can write into every generation of the segment's observations:
+    what the learner handed over must not be among them (rock_vec.engine.handouts)."""
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=2, backend="docker")
+    try:
+        obs, _ = envs.reset(seed=0)
+        nxt = envs.step(np.zeros(2, np.int64))[0]
+        handouts = envs._io.obs
+        assert len(handouts.generations) == 1
+        for batch in (obs, nxt):
+            assert not np.shares_memory(batch, handouts.generations[0].arrays[0])
+        assert handouts.borrowed == 0 and handouts.copied == 2
+    finally:
+        envs.close()
+
+
 def test_make_vec_builds_registered_envs_from_their_id_inside_containers(engine):
     ours = rock_vec.make_vec("CartPole-v1", num_envs=4, backend="docker", num_workers=2)
     assert_lockstep(ours, SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 4), 100, seed=3)

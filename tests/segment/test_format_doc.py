@@ -338,6 +338,7 @@ def _symbols(man: dict) -> dict:
     capacity = 1 << max(0, (max(hi - lo for lo, hi in man["workers"]) - 1).bit_length())
     return {
         "num_envs": man["num_envs"], "num_workers": len(man["workers"]), "codec_bytes": man["codec_bytes"],
+        "obs_generations": man["obs_generations"],
         "blocks": blocks, "rows": blocks * man["batch_size"], "n_act_leaves": max(1, len(man["act_leaves"])),
         "info_bytes": 4096, "mailbox_bytes": 8 << 20,  # the documented defaults, which the test pools use
         "ring_bytes": -(-lib.rv_spsc_ring_bytes(capacity) // 64) * 64,

@@ -29,7 +29,7 @@ def test_jax_arrays_of_copy_false_results_share_the_segment():
     envs = rock_vec.make_vec("CartPole-v1", 4, array_backend="jax", copy=False)
     try:
         obs, _ = envs.reset(seed=0)
-        assert obs.unsafe_buffer_pointer() == _address(envs._io.obs.arrays[0])
+        assert obs.unsafe_buffer_pointer() == _address(envs._io.obs.generations[0].arrays[0])
     finally:
         envs.close()
 

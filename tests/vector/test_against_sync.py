@@ -2,10 +2,13 @@
 gymnasium's SyncVectorEnv as the model (a hypothesis state machine): resets
 with seeds and masks, steps, env calls and attributes, and refused calls in
 between, in each autoreset mode. Every result must equal the model's, type
-for type, and a refused call must leave the pool as it was."""
+for type, and a refused call must leave the pool as it was. Batches the user
+keeps (``copy=True`` lends them out of the segment) never change, and one
+the user changed in place changes nothing the pool returns later."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 
@@ -41,8 +44,14 @@ class AgainstSync(RuleBasedStateMachine):
         self.ours = rock_vec.AsyncVectorEnv([MAKE] * NUM_ENVS, autoreset_mode=mode)
         self.model = SyncVectorEnv([MAKE] * NUM_ENVS, autoreset_mode=mode)
         self.ended = np.zeros(NUM_ENVS, bool)  # DISABLED: envs that must be reset before the next step
+        self.kept: list[tuple] = []  # (a batch of observations we returned, what it held then)
         # Seeded: an env never seeded resets at random, in either; later resets may leave seeds out.
-        assert_same(self.ours.reset(seed=seed), self.model.reset(seed=seed), "the first reset")
+        self.same(self.ours.reset(seed=seed), self.model.reset(seed=seed), "the first reset")
+
+    def same(self, got, want, what: str) -> None:
+        """``got`` is ``want``, type for type; its observations are the last batch."""
+        assert_same(got, want, what)
+        self.last = (got[0], copy.deepcopy(got[0]))
 
     def teardown(self):
         for envs in (self.ours, self.model):
@@ -53,15 +62,15 @@ class AgainstSync(RuleBasedStateMachine):
 
     @rule(seed=SEEDS, options=st.one_of(st.none(), st.fixed_dictionaries({"level": st.integers(0, 3)})))
     def reset(self, seed, options):
-        assert_same(self.ours.reset(seed=seed, options=options), self.model.reset(seed=seed, options=options),
-                    "reset")
+        self.same(self.ours.reset(seed=seed, options=options), self.model.reset(seed=seed, options=options),
+                  "reset")
         self.ended[:] = False
 
     @rule(mask=st.lists(st.booleans(), min_size=NUM_ENVS, max_size=NUM_ENVS).filter(any), seed=SEEDS)
     def masked_reset(self, mask, seed):
         options = {"reset_mask": np.array(mask)}
-        assert_same(self.ours.reset(seed=seed, options=dict(options)), self.model.reset(seed=seed, options=options),
-                    f"reset of {mask}")
+        self.same(self.ours.reset(seed=seed, options=dict(options)), self.model.reset(seed=seed, options=options),
+                  f"reset of {mask}")
         self.ended &= ~np.array(mask)
 
     @precondition(lambda self: not self.ended.any())
@@ -70,7 +79,7 @@ class AgainstSync(RuleBasedStateMachine):
         self.model.action_space.seed(actions_seed)
         actions = self.model.action_space.sample()
         got, want = self.ours.step(actions), self.model.step(actions)
-        assert_same(got, want, "step")
+        self.same(got, want, "step")
         if self.mode == AutoresetMode.DISABLED:
             self.ended = np.logical_or(want[2], want[3])
 
@@ -84,6 +93,22 @@ class AgainstSync(RuleBasedStateMachine):
         self.ours.set_attr("value", values)
         self.model.set_attr("value", values)
         assert_same(self.ours.get_attr("value"), self.model.get_attr("value"), "get_attr after set_attr")
+
+    @rule()
+    def keep_the_last_batch(self):
+        self.kept.append(self.last)
+
+    @rule(forget=st.integers(0, 3))
+    def let_go_of_a_kept_batch(self, forget):
+        if self.kept:
+            del self.kept[forget % len(self.kept)]
+
+    @rule()
+    def change_the_last_batch_in_place(self):
+        """Users normalise observations in place; the model's envs never see it."""
+        for batch in self.last:
+            batch["pos"] += 1.0
+            batch["id"] += 1
 
     # ---- refused calls: an error, and the pool as it was ----
 
@@ -107,9 +132,14 @@ class AgainstSync(RuleBasedStateMachine):
             with pytest.raises(AlreadyPendingCallError):
                 call()
         got, want = self.ours.step_wait(), self.model.step(actions)
-        assert_same(got, want, "the pending step")
+        self.same(got, want, "the pending step")
         if self.mode == AutoresetMode.DISABLED:
             self.ended = np.logical_or(want[2], want[3])
+
+    @invariant()
+    def kept_batches_never_change(self):
+        for got, then in getattr(self, "kept", []):
+            assert_same(got, then, "a batch kept since it was returned")
 
     @invariant()
     def every_worker_lives(self):

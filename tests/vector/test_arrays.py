@@ -74,24 +74,49 @@ def _address(array: np.ndarray) -> int:
     return array.__array_interface__["data"][0]
 
 
-def test_copy_false_tensors_are_the_segments_memory_and_copy_true_ones_are_not():
+def _generation_of(envs, address: int) -> int | None:
+    """The generation of the segment's observations that holds ``address`` (None: none)."""
+    for g, io in enumerate(envs._io.obs.generations):
+        array = io.arrays[0]
+        if _address(array) <= address < _address(array) + array.nbytes:
+            return g
+    return None
+
+
+def test_copy_false_tensors_are_the_segments_memory():
     views = rock_vec.make_vec("CartPole-v1", 4, array_backend="torch", copy=False)
-    copies = rock_vec.make_vec("CartPole-v1", 4, array_backend="torch")
     try:
-        segment_obs = _address(views._io.obs.arrays[0])
+        segment_obs = _address(views._io.obs.generations[0].arrays[0])
         obs, _ = views.reset(seed=0)
         assert obs.data_ptr() == segment_obs
         nxt, rew, term, trunc, _ = views.step(np.zeros(4, np.int64))
         assert nxt.data_ptr() == segment_obs and rew.data_ptr() == _address(views._io.rew)
         assert term.data_ptr() == _address(views._io.term) and trunc.data_ptr() == _address(views._io.trunc)
-        first, _ = copies.reset(seed=0)
-        kept = first.clone()
-        assert first.data_ptr() != _address(copies._io.obs.arrays[0])
-        copies.step(np.ones(4, np.int64))
-        assert torch.equal(first, kept)  # a copy: the next step does not touch it
     finally:
         views.close()
-        copies.close()
+
+
+def test_copy_true_tensors_are_lent_from_the_segment_and_never_written_while_held():
+    envs = rock_vec.make_vec("CartPole-v1", 4, array_backend="torch")
+    try:
+        first, _ = envs.reset(seed=0)
+        kept = first.clone()
+        held = _generation_of(envs, first.data_ptr())
+        assert held is not None  # lent: the segment's memory, not a copy
+        seen = set()
+        for t in range(30):
+            obs, *_ = envs.step(np.full(4, t % 2, np.int64))
+            seen.add(_generation_of(envs, obs.data_ptr()))
+        assert torch.equal(first, kept)  # no step wrote the held generation
+        assert held not in seen and None not in seen
+        assert envs._io.obs.copied == 0
+        del first  # let go: its generation is written again
+        for t in range(3):
+            obs, *_ = envs.step(np.full(4, t % 2, np.int64))
+            seen.add(_generation_of(envs, obs.data_ptr()))
+        assert held in seen
+    finally:
+        envs.close()
 
 
 def test_a_view_kept_past_close_stays_readable():
