@@ -1,9 +1,13 @@
 """Measures a vector env's memory, learner and every descendant, as PSS.
 
     python tests/memory_probe.py rock_vec|gym_async NUM_ENVS [ENVS_PER_WORKER] [SOAK_STEPS]
+    python tests/memory_probe.py images|images_nocopy NUM_ENVS
 
 Prints one JSON line: total PSS in MiB, and with SOAK_STEPS each process's
-USS before and after that many env steps (for the soak test).
+USS before and after that many env steps (for the soak test). ``images``:
+(3, 224, 224) float32 observations with ``copy=True`` (``images_nocopy``:
+``copy=False``), 10,000 steps of a loop that holds its last batch, as
+``obs = envs.step(...)[0]`` does.
 """
 
 import json
@@ -34,6 +38,19 @@ if __name__ == "__main__":  # workers run this module's top level too (as __mp_m
     runner, num_envs = sys.argv[1], int(sys.argv[2])
     epw = int(sys.argv[3]) if len(sys.argv) > 3 else None
     soak = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    if runner.startswith("images"):
+        from rock_vec.synthetic import SYNTHETIC_MAKE_ID
+
+        envs = rock_vec.make_vec(SYNTHETIC_MAKE_ID, num_envs, obs_shape=(3, 224, 224), obs_dtype="float32",
+                                 copy=runner == "images")
+        obs, _ = envs.reset(seed=0)
+        for t in range(10_000 // num_envs):
+            obs = envs.step(np.zeros(num_envs, np.int64))[0]
+        result = {"runner": runner, "num_envs": num_envs, "pss_mib": pss_mib(tree()), "processes": len(tree()),
+                  "batch_mib": obs.nbytes / 2**20}
+        envs.close()
+        print(json.dumps(result), flush=True)
+        sys.exit(0)
     if runner == "rock_vec":
         envs = rock_vec.make_vec("CartPole-v1", num_envs=num_envs, envs_per_worker=epw)
     else:

@@ -52,3 +52,14 @@ def test_every_process_stays_flat_over_a_million_steps():
     growth = {pid: result["uss_after"][pid] - before for pid, before in result["uss_before"].items()}
     print("USS growth per process (MiB):", {pid: round(g, 2) for pid, g in growth.items()})
     assert max(growth.values()) < 2.0, growth
+
+
+@pytest.mark.slow
+def test_copy_true_images_hold_at_most_three_batches_more_than_copy_false():
+    """Lent batches (rock_vec.engine.handouts) live in the segment's generations: a loop that holds
+    its last batch uses two of them; the bound is the generations' count less one."""
+    lent, views = probe("images", 16), probe("images_nocopy", 16)
+    extra = (lent["pss_mib"] - views["pss_mib"]) / lent["batch_mib"]
+    print(f"copy=True {lent['pss_mib']:.0f} MiB, copy=False {views['pss_mib']:.0f} MiB: {extra:.2f} batches "
+          f"of {lent['batch_mib']:.1f} MiB more")
+    assert extra <= 3.0
