@@ -1,5 +1,7 @@
 """Exact comparison of nested results (arrays, dicts, tuples, object arrays)."""
 
+import copy
+
 import numpy as np
 
 
@@ -61,13 +63,42 @@ def assert_lockstep(ours, ref, steps: int, seed) -> None:
         ref.close()
 
 
-def info_row(batched: dict, k: int) -> dict:
+def info_row(batched: dict, k: int, order: dict | None = None) -> dict:
     """Row ``k`` of batched infos (``_add_info``'s layout, ``env_id`` left out)
-    as that env's own infos batched alone: arrays of one row, masks included."""
+    as that env's own infos batched alone: arrays of one row, masks included.
+    A batch orders its keys as its rows first brought them, which one row cut
+    out of it cannot keep: with ``order`` (that env's infos batched alone)
+    the row's keys come in its order, nested dicts too, when they are the same keys."""
     out = {}
     for key, value in batched.items():
         if key.startswith("_") or key == "env_id" or not batched[f"_{key}"][k]:
             continue
-        out[key] = info_row(value, k) if isinstance(value, dict) else value[k:k + 1]
+        inner = order.get(key) if isinstance(order, dict) else None
+        out[key] = info_row(value, k, inner) if isinstance(value, dict) else value[k:k + 1]
         out[f"_{key}"] = batched[f"_{key}"][k:k + 1]
+    if isinstance(order, dict) and set(order) == set(out):
+        out = {key: out[key] for key in order}
     return out
+
+
+class Kept:
+    """Results a test keeps, as a user would, each beside a deep copy of what
+    it held when it was returned: ``copy=True`` promises they never change."""
+
+    def __init__(self):
+        self.pairs: list[tuple] = []
+
+    @staticmethod
+    def snapshot(value) -> tuple:
+        return value, copy.deepcopy(value)
+
+    def add(self, pair: tuple) -> None:
+        self.pairs.append(pair)
+
+    def forget(self, k: int) -> None:
+        if self.pairs:
+            del self.pairs[k % len(self.pairs)]
+
+    def check(self, where: str) -> None:
+        for got, then in self.pairs:
+            assert_same(got, then, where)

@@ -6,7 +6,6 @@ for type, and a refused call must leave the pool as it was."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 
@@ -23,7 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 from rock_vec.errors import AlreadyPendingCallError, NoAsyncCallError  # noqa: E402
 from rock_vec.sb3 import RockVecEnv  # noqa: E402
 from sample_envs import SPACES, SpaceEnv  # noqa: E402
-from same import assert_same  # noqa: E402
+from same import Kept, assert_same  # noqa: E402
 
 NUM_ENVS = 3
 INDICES = st.one_of(st.none(), st.integers(-NUM_ENVS, NUM_ENVS - 1),
@@ -39,7 +38,7 @@ class AgainstDummy(RuleBasedStateMachine):
     def build(self, obs, seed):
         make = functools.partial(SpaceEnv, SPACES[obs], SPACES["discrete"], max_len=4)
         self.ours, self.model = RockVecEnv([make] * NUM_ENVS), DummyVecEnv([make] * NUM_ENVS)
-        self.kept: list[tuple] = []  # (observations we returned, what they held then): they never change
+        self.kept = Kept()
         self.both(lambda v: v.seed(seed))  # an env never seeded resets at random, in either
         self.compare(lambda v: v.reset(), "the first reset")
 
@@ -55,7 +54,7 @@ class AgainstDummy(RuleBasedStateMachine):
         got, want = self.both(call)
         assert_same(got, want, what)
         assert_same(self.ours.reset_infos, self.model.reset_infos, f"reset_infos after {what}")
-        self.kept.append((got, copy.deepcopy(got)))
+        self.kept.add(Kept.snapshot(got))
 
     # ---- what users call ----
 
@@ -75,17 +74,16 @@ class AgainstDummy(RuleBasedStateMachine):
         assert_same(list(got[:3]), list(want[:3]), "step")
         assert_same(list(got[3]), list(want[3]), "step infos")
         assert_same(self.ours.reset_infos, self.model.reset_infos, "reset_infos after step")
-        self.kept.append((got[0], copy.deepcopy(got[0])))
+        self.kept.add(Kept.snapshot(got[0]))
 
     @rule(forget=st.integers(0, 3))
     def let_go_of_a_kept_batch(self, forget):
-        if self.kept:
-            del self.kept[forget % len(self.kept)]
+        self.kept.forget(forget)
 
     @invariant()
     def kept_observations_never_change(self):
-        for got, then in getattr(self, "kept", []):
-            assert_same(got, then, "observations kept since they were returned")
+        if hasattr(self, "kept"):
+            self.kept.check("observations kept since they were returned")
 
     @rule(indices=INDICES, value=st.integers(1, 9))
     def set_then_get_attr(self, indices, value):

@@ -8,7 +8,6 @@ the user changed in place changes nothing the pool returns later."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 
@@ -25,7 +24,7 @@ import rock_vec  # noqa: E402
 from rock_vec.segment.processes import pid_alive  # noqa: E402
 from rock_vec.errors import AlreadyPendingCallError, NoAsyncCallError  # noqa: E402
 from sample_envs import SPACES, SpaceEnv  # noqa: E402
-from same import assert_same  # noqa: E402
+from same import Kept, assert_same  # noqa: E402
 
 NUM_ENVS = 3
 MAKE = functools.partial(SpaceEnv, SPACES["dict"], SPACES["multi_discrete"], max_len=4)
@@ -44,14 +43,14 @@ class AgainstSync(RuleBasedStateMachine):
         self.ours = rock_vec.AsyncVectorEnv([MAKE] * NUM_ENVS, autoreset_mode=mode)
         self.model = SyncVectorEnv([MAKE] * NUM_ENVS, autoreset_mode=mode)
         self.ended = np.zeros(NUM_ENVS, bool)  # DISABLED: envs that must be reset before the next step
-        self.kept: list[tuple] = []  # (a batch of observations we returned, what it held then)
+        self.kept = Kept()
         # Seeded: an env never seeded resets at random, in either; later resets may leave seeds out.
         self.same(self.ours.reset(seed=seed), self.model.reset(seed=seed), "the first reset")
 
     def same(self, got, want, what: str) -> None:
         """``got`` is ``want``, type for type; its observations are the last batch."""
         assert_same(got, want, what)
-        self.last = (got[0], copy.deepcopy(got[0]))
+        self.last = Kept.snapshot(got[0])
 
     def teardown(self):
         for envs in (self.ours, self.model):
@@ -96,12 +95,11 @@ class AgainstSync(RuleBasedStateMachine):
 
     @rule()
     def keep_the_last_batch(self):
-        self.kept.append(self.last)
+        self.kept.add(self.last)
 
     @rule(forget=st.integers(0, 3))
     def let_go_of_a_kept_batch(self, forget):
-        if self.kept:
-            del self.kept[forget % len(self.kept)]
+        self.kept.forget(forget)
 
     @rule()
     def change_the_last_batch_in_place(self):
@@ -138,8 +136,8 @@ class AgainstSync(RuleBasedStateMachine):
 
     @invariant()
     def kept_batches_never_change(self):
-        for got, then in getattr(self, "kept", []):
-            assert_same(got, then, "a batch kept since it was returned")
+        if hasattr(self, "kept"):
+            self.kept.check("a batch kept since it was returned")
 
     @invariant()
     def every_worker_lives(self):

@@ -79,7 +79,7 @@ class AsyncAgainstSync(RuleBasedStateMachine):
         assert ids.dtype == np.int32 and len(ids) == BATCH and len(set(ids.tolist())) == BATCH
         for k, i in enumerate(ids.tolist()):
             want = self.expected[i].popleft()
-            got = (obs[k:k + 1], rew[k:k + 1], term[k:k + 1], trunc[k:k + 1], info_row(info, k))
+            got = (obs[k:k + 1], rew[k:k + 1], term[k:k + 1], trunc[k:k + 1], info_row(info, k, want[4]))
             assert_same(got, want, f"env {i}'s row")
 
     # ---- refused calls: an error, and the pool as it was ----
