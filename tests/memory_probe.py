@@ -19,11 +19,21 @@ import numpy as np
 import rock_vec
 
 
-def tree():
+def tree(envs=None):
+    """This process, its descendants, and a rock_vec pool's workers with their
+    fork server: the server detaches from the learner (it outlives it to clean
+    up), so it and its workers are not the learner's descendants."""
     import psutil  # here, not at the top: workers run this module's top level, and psutil is not the pool's
 
     me = psutil.Process()
-    return [me, *me.children(recursive=True)]
+    procs = {p.pid: p for p in [me, *me.children(recursive=True)]}
+    for pid in getattr(envs, "worker_pids", []):
+        worker = psutil.Process(pid)
+        procs.setdefault(worker.pid, worker)
+        server = worker.parent()
+        if server is not None and server.pid != 1:
+            procs.setdefault(server.pid, server)
+    return list(procs.values())
 
 
 def pss_mib(procs):
@@ -46,8 +56,8 @@ if __name__ == "__main__":  # workers run this module's top level too (as __mp_m
         obs, _ = envs.reset(seed=0)
         for t in range(10_000 // num_envs):
             obs = envs.step(np.zeros(num_envs, np.int64))[0]
-        result = {"runner": runner, "num_envs": num_envs, "pss_mib": pss_mib(tree()), "processes": len(tree()),
-                  "batch_mib": obs.nbytes / 2**20}
+        result = {"runner": runner, "num_envs": num_envs, "pss_mib": pss_mib(tree(envs)),
+                  "processes": len(tree(envs)), "batch_mib": obs.nbytes / 2**20}
         envs.close()
         print(json.dumps(result), flush=True)
         sys.exit(0)
@@ -60,15 +70,15 @@ if __name__ == "__main__":  # workers run this module's top level too (as __mp_m
     actions = rng.integers(0, 2, (64, num_envs))
     for t in range(200):
         envs.step(actions[t % 64])
-    result = {"runner": runner, "num_envs": num_envs, "pss_mib": pss_mib(tree()), "processes": len(tree())}
+    result = {"runner": runner, "num_envs": num_envs, "pss_mib": pss_mib(tree(envs)), "processes": len(tree(envs))}
     if soak:
         batches = soak // num_envs
         for t in range(batches // 10):  # warm up: caches, allocator pools, episode buffers
             envs.step(actions[t % 64])
-        before = uss(tree())
+        before = uss(tree(envs))
         for t in range(batches):
             envs.step(actions[t % 64])
-        after = uss(tree())
+        after = uss(tree(envs))
         result["uss_before"], result["uss_after"] = before, after
         result["steps"] = batches * num_envs
     envs.close()
