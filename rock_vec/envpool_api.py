@@ -31,11 +31,12 @@ def env_ids(env_id, num_envs: int, where: str = "the pool has") -> np.ndarray:
     ids = np.arange(num_envs) if env_id is None else np.asarray(env_id)
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise ValueError(f"env_id must be a 1-D array of ints, got {ids.dtype} of shape {ids.shape}")
-    bad = ids[(ids < 0) | (ids >= num_envs)]
-    if bad.size:
-        raise ValueError(f"env_id {bad.tolist()} out of range: {where} envs 0..{num_envs - 1}")
-    if len(np.unique(ids)) != len(ids):
-        raise ValueError(f"env_id repeats ids: {ids.tolist()}")
+    listed = ids.tolist()  # a batch is a few ids: Python's set and min beat numpy's calls on them
+    if listed and (min(listed) < 0 or max(listed) >= num_envs):
+        bad = [i for i in listed if not 0 <= i < num_envs]
+        raise ValueError(f"env_id {bad} out of range: {where} envs 0..{num_envs - 1}")
+    if len(set(listed)) != len(listed):
+        raise ValueError(f"env_id repeats ids: {listed}")
     return ids
 
 

@@ -47,6 +47,7 @@ class AsyncBatches:
         self._rings = [ffi.cast("void *", ffi.from_buffer(arrays["rings"][w])) for w in range(pool.num_workers)]
         self.rings = ffi.new("void *[]", self._rings)
         self.running = np.zeros(pool.num_envs, bool)
+        self.host_of = pool.host_of.tolist()  # env -> host, as Python ints
         self.in_flight = 0
         self.next_block = 0
         self.local_queue: list[int] = []  # sent envs of the learner's share: stepped at the next recv
@@ -64,20 +65,22 @@ class AsyncBatches:
         where the learner steps them."""
         self.running[env_ids] = True
         self.in_flight += len(env_ids)
-        workers = self.pool.host_of[env_ids]
-        if self.pool.local is not None:
-            mine = workers == LOCAL
-            if mine.any():
-                self.local_queue.extend(env_ids[mine].tolist())
-                env_ids, workers = env_ids[~mine], workers[~mine]
-                if not len(env_ids):
-                    return
-        ids = env_ids[np.argsort(workers, kind="stable")].astype(np.uint64)  # grouped by worker, in order
-        counts = np.bincount(workers, minlength=self.pool.num_workers).astype(np.uint32)
-        used = np.flatnonzero(counts).astype(np.uint32)
+        # Grouped by host in plain lists: a batch is a few ids, and numpy's
+        # argsort and bincount cost microseconds each on them.
+        groups: dict[int, list[int]] = {}
+        host_of = self.host_of
+        for i in env_ids.tolist():
+            groups.setdefault(host_of[i], []).append(i)
+        mine = groups.pop(LOCAL, None)
+        if mine:
+            self.local_queue.extend(mine)
+            if not groups:
+                return
+        used = sorted(groups)
         self.pool.count_commands(len(used))
-        rc = lib.rv_send(self.pool.seg.slots, self.rings, self.capacity, ffi.from_buffer("uint32_t[]", used),
-                         ffi.from_buffer("uint32_t[]", counts[used]), len(used), ffi.from_buffer("uint64_t[]", ids))
+        rc = lib.rv_send(self.pool.seg.slots, self.rings, self.capacity, ffi.new("uint32_t[]", used),
+                         ffi.new("uint32_t[]", [len(groups[w]) for w in used]), len(used),
+                         ffi.new("uint64_t[]", [i for w in used for i in groups[w]]))
         if rc != lib.RV_OK:  # a ring holds all its worker's envs: only a worker writing over it fills it
             raise self.pool.corrupted("a worker's ring of env ids is full: a worker wrote over it")
 
@@ -123,9 +126,10 @@ class AsyncBatches:
             timeout, "recv", self._died)
         rows = slice(b * self.batch, (b + 1) * self.batch)
         ids = self.env_id[rows].copy()
-        if (ids.min() < 0 or ids.max() >= pool.num_envs or not self.running[ids].all()
-                or len(np.unique(ids)) < len(ids)):
-            raise pool.corrupted(f"output block {b} names env ids {ids.tolist()}, not envs that were running")
+        listed = ids.tolist()
+        if (min(listed) < 0 or max(listed) >= pool.num_envs or len(set(listed)) < len(listed)
+                or not self.running[ids].all()):
+            raise pool.corrupted(f"output block {b} names env ids {listed}, not envs that were running")
         if self.err[rows].any():
             k = int(np.flatnonzero(self.err[rows])[0])
             row = rows.start + k
