@@ -130,6 +130,10 @@ class FailingEnv(gym.Env):
                 os.kill(os.getpid(), signal.SIGKILL)
             if self.how == "hang":
                 time.sleep(3600)
+            if self.how == "huge_info":  # more than a pool's 4096 info bytes
+                return np.full(2, self.t, np.float32), 1.0, False, False, {"blob": "x" * 10_000}
+            if self.how == "bad_obs":  # not the observation space's shape
+                return np.zeros(3, np.float32), 1.0, False, False, {}
         return np.full(2, self.t, np.float32), 1.0, False, False, {}
 
 

@@ -186,6 +186,24 @@ def test_an_env_exception_during_send_is_raised_by_recv_and_the_pool_recovers():
         envs.close()
 
 
+@pytest.mark.parametrize("how", ["huge_info", "bad_obs"])
+def test_a_result_that_cannot_be_written_is_raised_by_recv_and_the_pool_recovers(how):
+    """The env stepped, but its info or observation does not fit its row: the row carries the error."""
+    fns = [lambda i=i: FailingEnv(index=i, fail_index=1, fail_step=1, how=how) for i in range(4)]
+    envs = rock_vec.AsyncVectorEnv(fns, batch_size=4, num_workers=2)
+    try:
+        envs.async_reset()
+        envs.recv(timeout=5)
+        envs.send(np.zeros(4, np.int64))
+        with pytest.raises(ValueError, match="env 1"):
+            envs.recv(timeout=5)
+        envs.async_reset()
+        obs, *_ = envs.recv(timeout=5)
+        assert obs.shape == (4, 2)
+    finally:
+        envs.close()
+
+
 def test_a_dead_worker_fails_recv_naming_its_envs_in_flight():
     fns = [lambda i=i: FailingEnv(index=i, fail_index=3, fail_step=1, how="sigkill") for i in range(4)]
     envs = rock_vec.AsyncVectorEnv(fns, batch_size=4, num_workers=2)
