@@ -20,7 +20,10 @@ import numpy as np
 from .. import errors
 from .._core import ffi, lib
 from ..segment import codec
+from ..segment.layout import ALIGN
 from .split import LOCAL
+
+FILL_STRIDE = ALIGN // 4  # a.fill: one counter per cache line
 
 
 def ring_geometry(num_envs: int, batch_size: int) -> tuple[int, int]:
@@ -50,7 +53,8 @@ class AsyncBatches:
         self.host_of = pool.host_of.tolist()  # env -> host, as Python ints
         self.in_flight = 0
         self.next_block = 0
-        self.local_queue: list[int] = []  # sent envs of the learner's share: stepped at the next recv
+        self.local_queue: list[int] = []  # sent envs of the learner's share, in order: stepped by recv
+        self.overdue = 0  # how many of them the last recv left: the next one steps them whatever else
 
     @staticmethod
     def init_rings(arrays: dict, capacity: int) -> None:
@@ -91,6 +95,7 @@ class AsyncBatches:
         self.in_flight = 0
         self.next_block = 0
         self.local_queue.clear()
+        self.overdue = 0
         self.pool.seg.header.rows_claimed = 0
         for b in range(self.blocks):
             lib.rv_release_block(self.fills, b)
@@ -111,12 +116,19 @@ class AsyncBatches:
             multiprocessing.TimeoutError.
         """
         b, pool = self.next_block, self.pool
-        if self.local_queue:  # the learner's share steps now; the workers step theirs meanwhile
-            started = lib.rv_now_ns()
-            queue, self.local_queue = self.local_queue, []
-            for i in queue:
-                pool.local.step_to_row(i)
-            pool.count_local(len(queue), lib.rv_now_ns() - started)
+        fill, queue = b * FILL_STRIDE, self.local_queue
+        if queue:
+            # The learner's share steps the envs left from the last recv, then
+            # more only while the block is not full, in time the learner would
+            # wait anyway: a learner that computes between its calls finds
+            # blocks the workers filled and keeps its own envs for later, but
+            # never beyond the next recv.
+            started, stepped, overdue = lib.rv_now_ns(), 0, self.overdue
+            while queue and (stepped < overdue or self.fills[fill] != self.batch):
+                pool.local.step_to_row(queue.pop(0))
+                stepped += 1
+            self.overdue = len(queue)
+            pool.count_local(stepped, lib.rv_now_ns() - started)
             if timeout is not None:  # the timeout counts from the call: the share's own time is part of it
                 timeout -= (lib.rv_now_ns() - started) / 1e9
                 if timeout <= 0:  # the rows are written: a later recv returns them

@@ -204,6 +204,26 @@ def test_a_result_that_cannot_be_written_is_raised_by_recv_and_the_pool_recovers
         envs.close()
 
 
+def test_the_learners_own_envs_step_within_one_recv_even_when_workers_fill_every_batch():
+    """The learner's share steps in recv only while the block is not full, but an env of it that a
+    recv left queued steps at the next: sent envs never starve behind faster workers."""
+    envs = rock_vec.make_vec("CartPole-v1", num_envs=4, batch_size=2, learner_envs=2, num_workers=1)
+    try:
+        assert envs.split.learner_envs == 2
+        envs.async_reset(seed=0)
+        last_seen = {}
+        for t in range(40):
+            *_, info = envs.recv(timeout=5)
+            for i in info["env_id"].tolist():
+                last_seen[i] = t
+            envs.send(np.zeros(2, np.int64), info["env_id"])
+            time.sleep(0.002)  # the worker fills the next block before the learner asks
+        assert sorted(last_seen) == [0, 1, 2, 3]
+        assert min(last_seen.values()) >= 40 - 4, last_seen  # every env came back in the last rounds
+    finally:
+        envs.close()
+
+
 def test_a_dead_worker_fails_recv_naming_its_envs_in_flight():
     fns = [lambda i=i: FailingEnv(index=i, fail_index=3, fail_step=1, how="sigkill") for i in range(4)]
     envs = rock_vec.AsyncVectorEnv(fns, batch_size=4, num_workers=2)

@@ -36,9 +36,11 @@ class AsyncAgainstSync(RuleBasedStateMachine):
     ours = None
 
     @initialize(mode=st.sampled_from([AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP]),
-                seed=st.integers(0, 2**31 - 1))
-    def build(self, mode, seed):
-        self.ours = rock_vec.AsyncVectorEnv([MAKE] * NUM_ENVS, autoreset_mode=mode, batch_size=BATCH)
+                seed=st.integers(0, 2**31 - 1), learner_envs=st.sampled_from([None, 1, 2]))
+    def build(self, mode, seed, learner_envs):
+        # learner_envs: the learner's own share takes part, stepped by recv (rock_vec.engine.batches)
+        self.ours = rock_vec.AsyncVectorEnv([MAKE] * NUM_ENVS, autoreset_mode=mode, batch_size=BATCH,
+                                            learner_envs=learner_envs)
         self.models = [SyncVectorEnv([MAKE], autoreset_mode=mode) for _ in range(NUM_ENVS)]
         self.expected: list[deque] = [deque() for _ in range(NUM_ENVS)]  # each env's results not yet received
         self.async_reset(seed)
