@@ -20,10 +20,7 @@ import numpy as np
 from .. import errors
 from .._core import ffi, lib
 from ..segment import codec
-from ..segment.layout import ALIGN
 from .split import LOCAL
-
-FILL_STRIDE = ALIGN // 4  # a.fill: one counter per cache line
 
 
 def ring_geometry(num_envs: int, batch_size: int) -> tuple[int, int]:
@@ -116,7 +113,7 @@ class AsyncBatches:
             multiprocessing.TimeoutError.
         """
         b, pool = self.next_block, self.pool
-        fill, queue = b * FILL_STRIDE, self.local_queue
+        fill, queue = b * lib.RV_FILL_STRIDE, self.local_queue
         if queue:
             # The learner's share steps the envs left from the last recv, then
             # more only while the block is not full, in time the learner would
